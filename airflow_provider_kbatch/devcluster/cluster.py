@@ -1,0 +1,467 @@
+"""The development cluster: a real etcd, kube-apiserver, kube-controller-manager and
+kube-scheduler, plus the process node standing in for the kubelet.
+
+Everything runs as background processes on loopback with free ports, under one state directory
+(``<cache>/devcluster/<name>`` by default). ``up`` is idempotent; ``down`` stops every process it
+started, including container processes the node may have left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_kbatch.devcluster.build import cache_root, ensure_binaries, kubernetes_version
+from airflow_provider_kbatch.devcluster.pki import ensure_pki
+
+log = logging.getLogger(__name__)
+
+# Start order; ``down`` stops in reverse.
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node")
+CONTROLLERS = (
+    "job-controller",
+    "cronjob-controller",
+    "ttl-after-finished-controller",
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
+    "pod-garbage-collector-controller",
+    "disruption-controller",
+    "persistentvolume-binder-controller",
+    "persistentvolumeclaim-protection-controller",
+    "persistentvolume-protection-controller",
+    "replicaset-controller",
+    "deployment-controller",
+    "endpointslice-controller",
+    "resourcequota-controller",
+)
+STORAGE_CLASS = "kbatch-local"
+PROVISIONER = "kbatch.io/process-node"
+DEVCLUSTER_ID_ENV = "KBATCH_DEVCLUSTER_ID"
+FAST_BACKOFF_ENV = "KBATCH_DEV_JOB_POD_FAILURE_BACKOFF"
+
+
+class DevClusterError(RuntimeError):
+    pass
+
+
+def default_state_dir(name: str = "default") -> Path:
+    return cache_root() / "devcluster" / name
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pid_alive(pid: int, marker: str) -> bool:
+    """True when ``pid`` runs and its command line mentions ``marker`` (guards against pid reuse)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    if stat and stat[0] == "Z":
+        return False
+    return marker.encode() in cmdline
+
+
+@dataclass
+class DevCluster:
+    """Handle on one development cluster living in ``state_dir``."""
+
+    state_dir: Path = field(default_factory=default_state_dir)
+    nodes: int = 1
+    fast_job_backoff: str | None = None
+    node_cpu: str = "8"
+    node_memory: str = "16Gi"
+
+    def __post_init__(self) -> None:
+        self.state_dir = Path(self.state_dir).resolve()
+
+    # ---------------------------------------------------------------- paths and state
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def node_state_dir(self) -> Path:
+        return self.state_dir / "node"
+
+    @property
+    def _state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self._state_file.read_text()))
+        except FileNotFoundError:
+            return {}
+
+    def _save(self, state: dict[str, Any]) -> None:
+        tmp = self._state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+        tmp.replace(self._state_file)
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self._load()['ports']['kube-apiserver']}"
+
+    @property
+    def token(self) -> str:
+        return str(self._load()["token"])
+
+    @property
+    def bin_dir(self) -> Path:
+        return Path(self._load()["bin_dir"])
+
+    # ---------------------------------------------------------------- lifecycle
+    def running(self) -> dict[str, bool]:
+        state = self._load()
+        pids = state.get("pids", {})
+        return {c: bool(pids.get(c)) and _pid_alive(pids[c], str(self.state_dir)) for c in COMPONENTS}
+
+    def up(self, *, wait_seconds: float = 120) -> None:
+        """Start everything that is not running and wait until the cluster is ready."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        alive = self.running()
+        if all(alive.values()) and self._ready_quick():
+            log.info("devcluster in %s is already running", self.state_dir)
+            return
+        if any(alive.values()):
+            log.info("devcluster in %s is partly running (%s): restarting it", self.state_dir, alive)
+            self.down(keep_data=True)
+        started = time.monotonic()
+        bin_dir = ensure_binaries()
+        state = self._load()
+        state.setdefault("id", secrets.token_hex(8))
+        state.setdefault("token", secrets.token_hex(16))
+        state["bin_dir"] = str(bin_dir)
+        state["version"] = kubernetes_version()
+        state["nodes"] = [f"kbatch-node-{i}" for i in range(self.nodes)]
+        state["fast_job_backoff"] = self.fast_job_backoff
+        state["ports"] = {
+            name: _free_port()
+            for name in (
+                "etcd",
+                "etcd-peer",
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+                "kubelet",
+            )
+        }
+        state["pids"] = {}
+        self._save(state)
+        self._write_files(state)
+        for component in COMPONENTS:
+            self._start(component)
+            if component == "etcd":
+                self._wait(lambda: self._port_open(state["ports"]["etcd"]), "etcd", 30)
+            if component == "kube-apiserver":
+                self._wait(self._ready_quick, "kube-apiserver /readyz", 90)
+                self._bootstrap()
+        deadline = max(10.0, wait_seconds - (time.monotonic() - started))
+        self._wait(self._nodes_ready, "node Ready and default service account", deadline)
+        log.info("devcluster ready in %.1fs", time.monotonic() - started)
+
+    def down(self, *, keep_data: bool = False) -> None:
+        """Stop every process of the cluster; remove its state unless ``keep_data``."""
+        state = self._load()
+        pids = state.get("pids", {})
+        for component in reversed(COMPONENTS):
+            pid = pids.get(component)
+            if pid and _pid_alive(pid, str(self.state_dir)):
+                self._terminate(pid, grace=20 if component == "node" else 10)
+        if state.get("id"):
+            self._sweep_containers(state["id"])
+        if keep_data:
+            state["pids"] = {}
+            if self._state_file.exists():
+                self._save(state)
+        else:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def stop_component(self, component: str) -> None:
+        pid = self._load().get("pids", {}).get(component)
+        if pid and _pid_alive(pid, str(self.state_dir)):
+            self._terminate(pid, grace=10)
+
+    def start_component(self, component: str, *, wait_seconds: float = 90) -> None:
+        self._start(component)
+        if component == "kube-apiserver":
+            self._wait(self._ready_quick, "kube-apiserver /readyz", wait_seconds)
+
+    def restart_apiserver(self) -> None:
+        self.stop_component("kube-apiserver")
+        self.start_component("kube-apiserver")
+
+    def status(self) -> dict[str, Any]:
+        state = self._load()
+        return {
+            "state_dir": str(self.state_dir),
+            "version": state.get("version"),
+            "server": f"https://127.0.0.1:{state['ports']['kube-apiserver']}" if state.get("ports") else None,
+            "kubeconfig": str(self.kubeconfig),
+            "components": self.running(),
+            "ready": bool(state.get("ports")) and self._ready_quick(),
+        }
+
+    def env(self) -> dict[str, str]:
+        """Environment for kubectl, the Python client and Airflow's ``kubernetes_default`` connection."""
+        conn = {"conn_type": "kubernetes", "extra": {"kube_config_path": str(self.kubeconfig)}}
+        return {
+            "KUBECONFIG": str(self.kubeconfig),
+            "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps(conn),
+        }
+
+    # ---------------------------------------------------------------- internals
+    def _write_files(self, state: dict[str, Any]) -> None:
+        pki = ensure_pki(self.state_dir / "pki")
+        (self.state_dir / "logs").mkdir(exist_ok=True)
+        tokens = self.state_dir / "pki" / "tokens.csv"
+        tokens.write_text(f'{state["token"]},admin,admin,"system:masters"\n')
+        tokens.chmod(0o600)
+        server = f"https://127.0.0.1:{state['ports']['kube-apiserver']}"
+        import base64
+
+        ca_data = base64.b64encode(pki["ca_cert"].read_bytes()).decode()
+        kubeconfig = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": "kbatch-dev", "cluster": {"server": server, "certificate-authority-data": ca_data}}
+            ],
+            "users": [{"name": "admin", "user": {"token": state["token"]}}],
+            "contexts": [{"name": "kbatch-dev", "context": {"cluster": "kbatch-dev", "user": "admin"}}],
+            "current-context": "kbatch-dev",
+        }
+        self.kubeconfig.write_text(json.dumps(kubeconfig, indent=2))
+        self.kubeconfig.chmod(0o600)
+
+    def _command(self, component: str) -> tuple[list[str], dict[str, str]]:
+        state = self._load()
+        ports = state["ports"]
+        pki = self.state_dir / "pki"
+        binary = str(Path(state["bin_dir"]) / "kbatch-k8s")
+        env = dict(os.environ)
+        d = self.state_dir
+        if component == "etcd":
+            client = f"http://127.0.0.1:{ports['etcd']}"
+            peer = f"http://127.0.0.1:{ports['etcd-peer']}"
+            return [
+                binary, "etcd", "--name=kbatch", f"--data-dir={d / 'etcd'}",
+                f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=kbatch={peer}", "--unsafe-no-fsync", "--log-level=warn",
+            ], env  # fmt: skip
+        if component == "kube-apiserver":
+            return [
+                binary, "kube-apiserver",
+                f"--etcd-servers=http://127.0.0.1:{ports['etcd']}",
+                "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+                f"--secure-port={ports['kube-apiserver']}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}", f"--token-auth-file={pki / 'tokens.csv'}",
+                "--authorization-mode=RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                "--api-audiences=https://kubernetes.default.svc.cluster.local",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                "--kubelet-preferred-address-types=InternalIP",
+                "--enable-priority-and-fairness=false", "--profiling=false",
+                f"--cert-dir={d / 'apiserver-certs'}", "--v=1",
+            ], env  # fmt: skip
+        if component == "kube-controller-manager":
+            if state.get("fast_job_backoff"):
+                env[FAST_BACKOFF_ENV] = state["fast_job_backoff"]
+            return [
+                binary, "kube-controller-manager", f"--kubeconfig={self.kubeconfig}",
+                "--leader-elect=false", f"--controllers={','.join(CONTROLLERS)}",
+                f"--service-account-private-key-file={pki / 'sa.key'}", f"--root-ca-file={pki / 'ca.crt'}",
+                "--bind-address=127.0.0.1", f"--secure-port={ports['kube-controller-manager']}",
+                "--profiling=false", "--v=1",
+            ], env  # fmt: skip
+        if component == "kube-scheduler":
+            return [
+                binary, "kube-scheduler", f"--kubeconfig={self.kubeconfig}", "--leader-elect=false",
+                "--bind-address=127.0.0.1", f"--secure-port={ports['kube-scheduler']}",
+                "--profiling=false", "--v=1",
+            ], env  # fmt: skip
+        if component == "node":
+            env[DEVCLUSTER_ID_ENV] = state["id"]
+            cmd = [
+                sys.executable, "-m", "airflow_provider_kbatch.devcluster.node",
+                f"--kubeconfig={self.kubeconfig}", f"--state-dir={self.node_state_dir}",
+                f"--kubelet-port={ports['kubelet']}", f"--cpu={self.node_cpu}", f"--memory={self.node_memory}",
+            ]  # fmt: skip
+            for name in state["nodes"]:
+                cmd.append(f"--node-name={name}")
+            return cmd, env
+        raise DevClusterError(f"unknown component {component!r}; known: {', '.join(COMPONENTS)}")
+
+    def _start(self, component: str) -> None:
+        cmd, env = self._command(component)
+        logfile = self.state_dir / "logs" / f"{component}.log"
+        with open(logfile, "ab") as out:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.state_dir,
+                start_new_session=True,
+            )
+        state = self._load()
+        state.setdefault("pids", {})[component] = proc.pid
+        self._save(state)
+        log.info("started %s (pid %s, log %s)", component, proc.pid, logfile)
+
+    def _terminate(self, pid: int, *, grace: float) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                return
+            except PermissionError:
+                os.kill(pid, sig)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                try:
+                    done, _ = os.waitpid(pid, os.WNOHANG)
+                    if done:
+                        return
+                except ChildProcessError:
+                    if not _pid_alive(pid, str(self.state_dir)):
+                        return
+                time.sleep(0.1)
+
+    def _sweep_containers(self, cluster_id: str) -> None:
+        """Kill any process still carrying this cluster's id in its environment."""
+        marker = f"{DEVCLUSTER_ID_ENV}={cluster_id}".encode()
+        me = os.getpid()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == me:
+                continue
+            try:
+                if marker in (proc / "environ").read_bytes().split(b"\0"):
+                    os.kill(int(proc.name), signal.SIGKILL)
+                    log.warning("killed leftover process %s of the devcluster", proc.name)
+            except (OSError, ProcessLookupError):
+                continue
+
+    def _port_open(self, port: int) -> bool:
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    def _get(self, path: str) -> tuple[int, bytes]:
+        ctx = ssl.create_default_context(cafile=str(self.state_dir / "pki" / "ca.crt"))
+        req = urllib.request.Request(self.server + path, headers={"Authorization": f"Bearer {self.token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=3, context=ctx) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+        except (OSError, urllib.error.URLError):
+            return 0, b""
+
+    def _ready_quick(self) -> bool:
+        try:
+            return self._get("/readyz")[0] == 200
+        except (KeyError, FileNotFoundError):
+            return False
+
+    def _nodes_ready(self) -> bool:
+        code, body = self._get("/api/v1/nodes")
+        if code != 200:
+            return False
+        ready = {
+            n["metadata"]["name"]
+            for n in json.loads(body).get("items", [])
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in n.get("status", {}).get("conditions", [])
+            )
+        }
+        if not set(self._load()["nodes"]) <= ready:
+            return False
+        return self._get("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200
+
+    def _wait(self, check: Callable[[], bool], what: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return
+            for component, alive in self.running().items():
+                if self._load().get("pids", {}).get(component) and not alive:
+                    raise DevClusterError(
+                        f"{component} exited while waiting for {what}; its log:\n" + self.log_tail(component)
+                    )
+            time.sleep(0.2)
+        raise DevClusterError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+    def log_tail(self, component: str, lines: int = 30) -> str:
+        path = self.state_dir / "logs" / f"{component}.log"
+        try:
+            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    def _bootstrap(self) -> None:
+        """Objects every dev cluster has: the default StorageClass of the process node, priority classes."""
+        from kubernetes import client, config
+
+        api = config.new_client_from_config(config_file=str(self.kubeconfig))
+        try:
+            storage = client.StorageV1Api(api)
+            body = {
+                "apiVersion": "storage.k8s.io/v1",
+                "kind": "StorageClass",
+                "metadata": {
+                    "name": STORAGE_CLASS,
+                    "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+                },
+                "provisioner": PROVISIONER,
+                "reclaimPolicy": "Delete",
+                "volumeBindingMode": "Immediate",
+            }
+            _create_ignoring_conflict(lambda: storage.create_storage_class(body))
+            scheduling = client.SchedulingV1Api(api)
+            for name, value in (("kbatch-low", 100), ("kbatch-high", 1000)):
+                pc = {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                      "metadata": {"name": name}, "value": value}  # fmt: skip
+                _create_ignoring_conflict(lambda pc=pc: scheduling.create_priority_class(pc))
+        finally:
+            api.close()
+
+
+def _create_ignoring_conflict(create: Callable[[], object]) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        create()
+    except ApiException as err:
+        if err.status != 409:
+            raise

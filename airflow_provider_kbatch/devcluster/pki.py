@@ -1,0 +1,93 @@
+"""Certificates and keys of the development cluster (a CA, the API server's serving certificate
+and the service-account signing key), written once per cluster directory."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+
+def _key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _write_key(path: Path, key: rsa.RSAPrivateKey) -> None:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    path.chmod(0o600)
+
+
+def _cert(
+    subject: str,
+    key: rsa.RSAPrivateKey,
+    issuer_name: x509.Name | None,
+    issuer_key: rsa.RSAPrivateKey,
+    *,
+    ca: bool,
+    sans: list[x509.GeneralName] | None = None,
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_name or name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def ensure_pki(directory: Path) -> dict[str, Path]:
+    """Create (once) and return the paths of ``ca.crt``, ``apiserver.crt/.key`` and ``sa.key/.pub``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "ca_cert": directory / "ca.crt",
+        "ca_key": directory / "ca.key",
+        "serving_cert": directory / "apiserver.crt",
+        "serving_key": directory / "apiserver.key",
+        "sa_key": directory / "sa.key",
+        "sa_pub": directory / "sa.pub",
+    }
+    if all(p.exists() for p in paths.values()):
+        return paths
+    ca_key = _key()
+    ca = _cert("kbatch-devcluster-ca", ca_key, None, ca_key, ca=True)
+    serving_key = _key()
+    sans: list[x509.GeneralName] = [
+        x509.DNSName("localhost"),
+        x509.DNSName("kubernetes"),
+        x509.DNSName("kubernetes.default"),
+        x509.DNSName("kubernetes.default.svc"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.IPAddress(ipaddress.ip_address("10.96.0.1")),
+    ]
+    serving = _cert("kube-apiserver", serving_key, ca.subject, ca_key, ca=False, sans=sans)
+    sa_key = _key()
+    _write_key(paths["ca_key"], ca_key)
+    paths["ca_cert"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    _write_key(paths["serving_key"], serving_key)
+    paths["serving_cert"].write_bytes(serving.public_bytes(serialization.Encoding.PEM))
+    _write_key(paths["sa_key"], sa_key)
+    paths["sa_pub"].write_bytes(
+        sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return paths
