@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Create (once) the project's virtualenv outside the repository and print its path.
+# It is keyed on the dependency list, so a changed pyproject.toml gets a fresh one and a warm
+# machine reuses it. The project itself is installed editable (no dependency resolution).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cache=${KBATCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kbatch}
+python=${PYTHON:-python3}
+key=$( (sed -n '/^dependencies = \[/,/^\]/p;/^dev = /p' "$here/pyproject.toml"; "$python" --version) | sha256sum | cut -c1-12)
+venv="$cache/venv-$key"
+if [ ! -x "$venv/bin/airflow" ] || [ ! -f "$venv/.complete" ]; then
+  echo "kbatch: creating virtualenv $venv (Airflow 3, Kubernetes clients, test tools; about a minute)" >&2
+  rm -rf "$venv"
+  "$python" -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip >&2
+  "$venv/bin/pip" install -q -e "$here[dev]" >&2
+  touch "$venv/.complete"
+fi
+# Always point the editable install at this checkout (CI clones elsewhere).
+if ! "$venv/bin/python" -c "import airflow_provider_kbatch, sys; sys.exit(0 if airflow_provider_kbatch.__file__.startswith('$here/') else 1)" 2>/dev/null; then
+  "$venv/bin/pip" install -q --no-deps -e "$here" >&2
+fi
+echo "$venv"
