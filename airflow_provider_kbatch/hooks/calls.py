@@ -1,0 +1,503 @@
+"""Pure request building and API procedures shared by the sync and async hooks (sans-IO).
+
+A request is an :class:`ApiCall`: which generated API class (``BatchV1Api``, ``CoreV1Api``,
+``VersionApi``), which of its methods, and the keyword arguments. The ``kubernetes`` and
+``kubernetes_asyncio`` clients generate the same classes and method names, so one description
+serves both; the hooks only *execute* calls (with ``_preload_content=False``, reading the server's
+JSON as it is: camelCase dicts, nothing dropped by model deserialisation).
+
+An operation made of several requests (create and read back on 409, paginate a list, the
+compare-and-swap loop of the run ledger) is a *procedure*: a generator that yields
+:class:`ApiCall` or :class:`Sleep` steps, receives each call's decoded result, and has the
+call's :class:`~airflow_provider_kbatch.hooks.errors.KbatchApiError` thrown into it. :func:`run`
+and :func:`arun` drive a procedure with a sync or async executor, so the logic exists once and is
+unit-tested against an in-memory fake executor.
+
+Pure: imports neither a Kubernetes client nor Airflow.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from airflow_provider_kbatch.hooks.errors import (
+    AlreadyExists,
+    Conflict,
+    JobAlreadyExists,
+    KbatchApiError,
+    NotFound,
+    PodLogNotReady,
+)
+from airflow_provider_kbatch.hooks.retry import RetryPolicy
+
+T = TypeVar("T")
+
+ApiName = Literal["BatchV1Api", "CoreV1Api", "VersionApi"]
+Decode = Literal["json", "text", "raw"]
+Kind = Literal["Job", "Pod", "ConfigMap", "PersistentVolumeClaim", "Event"]
+Propagation = Literal["Foreground", "Background", "Orphan"]
+
+LIST_PAGE_SIZE = 500
+MERGE_PATCH = "application/merge-patch+json"
+
+# kind -> (generated API class, method suffix, apiVersion)
+KINDS: dict[str, tuple[ApiName, str, str]] = {
+    "Job": ("BatchV1Api", "namespaced_job", "batch/v1"),
+    "Pod": ("CoreV1Api", "namespaced_pod", "v1"),
+    "ConfigMap": ("CoreV1Api", "namespaced_config_map", "v1"),
+    "PersistentVolumeClaim": ("CoreV1Api", "namespaced_persistent_volume_claim", "v1"),
+    "Event": ("CoreV1Api", "namespaced_event", "v1"),
+}
+
+_VERBS = {
+    "read": "GET",
+    "list": "GET",
+    "create": "POST",
+    "replace": "PUT",
+    "patch": "PATCH",
+    "delete": "DELETE",
+}
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One API request, client-independent: ``getattr(<api>(client), method)(**kwargs)``."""
+
+    api: ApiName
+    method: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    decode: Decode = "json"
+
+    @property
+    def verb(self) -> str:
+        """HTTP verb (``GET``, ``POST``, ``PUT``, ``PATCH``, ``DELETE``), for tests and logs."""
+        return _VERBS.get(self.method.split("_", 1)[0], "GET")
+
+    @property
+    def namespace(self) -> str | None:
+        return self.kwargs.get("namespace")
+
+    @property
+    def body(self) -> Any:
+        return self.kwargs.get("body")
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """A procedure step that asks the driver to sleep (with the injected sleep)."""
+
+    seconds: float
+
+
+Step = ApiCall | Sleep
+Proc = Generator[Step, Any, T]
+
+
+# --- drivers --------------------------------------------------------------------------------------
+
+
+def run(proc: Proc[T], execute: Callable[[ApiCall], Any], sleep: Callable[[float], object]) -> T:
+    """Drive ``proc`` with a synchronous executor (which raises :class:`KbatchApiError`)."""
+    value: Any = None
+    error: KbatchApiError | None = None
+    while True:
+        try:
+            step = proc.throw(error) if error is not None else proc.send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        value, error = None, None
+        if isinstance(step, Sleep):
+            sleep(step.seconds)
+            continue
+        try:
+            value = execute(step)
+        except KbatchApiError as exc:
+            error = exc
+
+
+async def arun(
+    proc: Proc[T],
+    execute: Callable[[ApiCall], Awaitable[Any]],
+    sleep: Callable[[float], Awaitable[object]],
+) -> T:
+    """Drive ``proc`` with an async executor. Cancellation propagates (never caught here)."""
+    value: Any = None
+    error: KbatchApiError | None = None
+    while True:
+        try:
+            step = proc.throw(error) if error is not None else proc.send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        value, error = None, None
+        if isinstance(step, Sleep):
+            await sleep(step.seconds)
+            continue
+        try:
+            value = await execute(step)
+        except KbatchApiError as exc:
+            error = exc
+
+
+# --- request builders (pure) ----------------------------------------------------------------------
+
+
+def _call(verb: str, kind: str, decode: Decode = "json", **kwargs: Any) -> ApiCall:
+    api, suffix, _ = KINDS[kind]
+    return ApiCall(api, f"{verb}_{suffix}", {k: v for k, v in kwargs.items() if v is not None}, decode)
+
+
+def read_call(kind: Kind, namespace: str, name: str) -> ApiCall:
+    return _call("read", kind, name=name, namespace=namespace)
+
+
+def list_call(
+    kind: Kind,
+    namespace: str,
+    *,
+    label_selector: str | None = None,
+    field_selector: str | None = None,
+    limit: int | None = LIST_PAGE_SIZE,
+    continue_token: str | None = None,
+) -> ApiCall:
+    return _call(
+        "list",
+        kind,
+        namespace=namespace,
+        label_selector=label_selector or None,
+        field_selector=field_selector or None,
+        limit=limit,
+        _continue=continue_token,
+    )
+
+
+def watch_call(
+    kind: Kind,
+    namespace: str,
+    resource_version: str,
+    *,
+    timeout_seconds: int,
+    label_selector: str | None = None,
+    field_selector: str | None = None,
+) -> ApiCall:
+    """A watch from ``resource_version`` with bookmarks and a server-side timeout."""
+    return _call(
+        "list",
+        kind,
+        decode="raw",
+        namespace=namespace,
+        label_selector=label_selector or None,
+        field_selector=field_selector or None,
+        watch=True,
+        allow_watch_bookmarks=True,
+        resource_version=resource_version,
+        timeout_seconds=timeout_seconds,
+    )
+
+
+def create_call(kind: Kind, namespace: str, body: Mapping[str, Any]) -> ApiCall:
+    return _call("create", kind, namespace=namespace, body=body)
+
+
+def replace_call(kind: Kind, namespace: str, name: str, body: Mapping[str, Any]) -> ApiCall:
+    return _call("replace", kind, name=name, namespace=namespace, body=body)
+
+
+def merge_patch_call(kind: Kind, namespace: str, name: str, patch: Mapping[str, Any]) -> ApiCall:
+    return _call("patch", kind, name=name, namespace=namespace, body=patch, _content_type=MERGE_PATCH)
+
+
+def delete_call(kind: Kind, namespace: str, name: str, *, propagation: Propagation | None = None) -> ApiCall:
+    return _call("delete", kind, name=name, namespace=namespace, propagation_policy=propagation)
+
+
+def pod_log_call(
+    namespace: str,
+    pod: str,
+    *,
+    container: str | None = None,
+    tail_lines: int | None = None,
+    limit_bytes: int | None = None,
+    since_seconds: int | None = None,
+    previous: bool | None = None,
+    follow: bool | None = None,
+) -> ApiCall:
+    kwargs = {
+        "name": pod,
+        "namespace": namespace,
+        "container": container,
+        "tail_lines": tail_lines,
+        "limit_bytes": limit_bytes,
+        "since_seconds": since_seconds,
+        "previous": previous or None,
+        "follow": follow or None,
+    }
+    return ApiCall(
+        "CoreV1Api",
+        "read_namespaced_pod_log",
+        {k: v for k, v in kwargs.items() if v is not None},
+        "raw" if follow else "text",
+    )
+
+
+VERSION_CALL = ApiCall("VersionApi", "get_code")
+
+
+def config_map_body(
+    name: str, data: Mapping[str, str], labels: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name}
+    if labels:
+        metadata["labels"] = dict(labels)
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": dict(data)}
+
+
+# --- response decoding (pure) ---------------------------------------------------------------------
+
+
+def decode_body(data: bytes | str | None, decode: Decode) -> Any:
+    """The decoded result of a non-streaming call: JSON as a dict, or text."""
+    if decode == "raw":
+        return data
+    if isinstance(data, bytes):
+        data = data.decode("utf-8", "replace")
+    if decode == "text":
+        return data or ""
+    return json.loads(data) if data else None
+
+
+def parse_version(code: Mapping[str, Any]) -> tuple[int, int]:
+    """``(major, minor)`` from ``/version`` (tolerates suffixes such as GKE's ``"27+"``)."""
+
+    def number(value: Any) -> int:
+        digits = "".join(ch for ch in str(value or "") if ch.isdigit())
+        return int(digits) if digits else 0
+
+    if not code.get("major") and str(code.get("gitVersion", "")).startswith("v"):
+        major, _, rest = str(code["gitVersion"])[1:].partition(".")
+        return number(major), number(rest.partition(".")[0])
+    return number(code.get("major")), number(code.get("minor"))
+
+
+def list_items(kind: str, page: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Items of a list response, each completed with the ``kind``/``apiVersion`` lists omit."""
+    api_version = KINDS[kind][2] if kind in KINDS else page.get("apiVersion")
+    return [{"apiVersion": api_version, "kind": kind, **item} for item in page.get("items") or ()]
+
+
+class LineSplitter:
+    """Incremental splitter of a byte stream into text lines (watch events, logs)."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> list[str]:
+        self._buffer += chunk
+        *lines, self._buffer = self._buffer.split(b"\n")
+        return [line.decode("utf-8", "replace").rstrip("\r") for line in lines]
+
+    def flush(self) -> list[str]:
+        rest, self._buffer = self._buffer, b""
+        return [rest.decode("utf-8", "replace").rstrip("\r")] if rest else []
+
+
+async def iter_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """Text lines of an async byte stream (no line length limit)."""
+    splitter = LineSplitter()
+    async for chunk in chunks:
+        for line in splitter.feed(chunk):
+            yield line
+    for line in splitter.flush():
+        yield line
+
+
+def parse_watch_line(line: str) -> dict[str, Any] | None:
+    """One watch event (``{"type": ..., "object": {...}}``) from one line; None for a blank line."""
+    line = line.strip()
+    if not line:
+        return None
+    event = json.loads(line)
+    if not isinstance(event, dict):
+        raise ValueError(f"unexpected watch line: {line[:200]}")
+    return event
+
+
+# Pause between lost compare-and-swap races: short, fully jittered so writers spread out.
+CAS_BACKOFF = RetryPolicy(max_attempts=1_000_000, base_delay=0.02, max_delay=1.0, jitter=1.0)
+
+
+# --- procedures (pure generators) -----------------------------------------------------------------
+
+
+def server_version() -> Proc[tuple[int, int]]:
+    return parse_version((yield VERSION_CALL))
+
+
+def get(kind: Kind, namespace: str, name: str) -> Proc[dict[str, Any] | None]:
+    """Read one object; None when it does not exist."""
+    try:
+        return (yield read_call(kind, namespace, name))  # type: ignore[no-any-return]
+    except NotFound:
+        return None
+
+
+def create(kind: Kind, namespace: str, body: Mapping[str, Any]) -> Proc[dict[str, Any]]:
+    """Create an object (409 raises :class:`AlreadyExists`)."""
+    return (yield create_call(kind, namespace, body))  # type: ignore[no-any-return]
+
+
+def delete(kind: Kind, namespace: str, name: str, *, propagation: Propagation | None = None) -> Proc[bool]:
+    """Delete an object; False when it was already gone."""
+    try:
+        yield delete_call(kind, namespace, name, propagation=propagation)
+    except NotFound:
+        return False
+    return True
+
+
+def list_with_version(
+    kind: Kind,
+    namespace: str,
+    *,
+    label_selector: str | None = None,
+    field_selector: str | None = None,
+    page_size: int = LIST_PAGE_SIZE,
+) -> Proc[tuple[list[dict[str, Any]], str]]:
+    """All matching objects (paginated) and the list's ``resourceVersion`` (to start a watch)."""
+    items: list[dict[str, Any]] = []
+    token: str | None = None
+    resource_version = ""
+    while True:
+        page = yield list_call(
+            kind,
+            namespace,
+            label_selector=label_selector,
+            field_selector=field_selector,
+            limit=page_size,
+            continue_token=token,
+        )
+        items.extend(list_items(kind, page))
+        metadata = page.get("metadata") or {}
+        resource_version = metadata.get("resourceVersion") or resource_version
+        token = metadata.get("continue") or None
+        if not token:
+            return items, resource_version
+
+
+def list_objects(
+    kind: Kind, namespace: str, *, label_selector: str | None = None, field_selector: str | None = None
+) -> Proc[list[dict[str, Any]]]:
+    items, _ = yield from list_with_version(
+        kind, namespace, label_selector=label_selector, field_selector=field_selector
+    )
+    return items
+
+
+def create_job(namespace: str, manifest: Mapping[str, Any]) -> Proc[dict[str, Any]]:
+    """Create a Job; on 409 read the existing one back and raise :class:`JobAlreadyExists` with it.
+
+    A retried create whose first attempt did reach the server also ends here: the caller checks
+    the Job is its own (labels, spec hash) and adopts it.
+    """
+    try:
+        return (yield create_call("Job", namespace, manifest))  # type: ignore[no-any-return]
+    except AlreadyExists as exc:
+        name = (manifest.get("metadata") or {}).get("name")
+        existing = (yield from get("Job", namespace, name)) if name else None
+        if existing is None:  # generateName, or deleted again in between
+            raise
+        raise JobAlreadyExists(existing) from exc
+
+
+def set_suspend(namespace: str, name: str, suspend: bool) -> Proc[dict[str, Any]]:
+    return (yield merge_patch_call("Job", namespace, name, {"spec": {"suspend": bool(suspend)}}))  # type: ignore[no-any-return]
+
+
+def read_pod_log(
+    namespace: str,
+    pod: str,
+    *,
+    container: str | None = None,
+    tail_lines: int | None = None,
+    limit_bytes: int | None = None,
+    previous: bool = False,
+) -> Proc[str]:
+    """A pod's log as text. 404 raises NotFound; 400 (not started) raises :class:`PodLogNotReady`."""
+    try:
+        return (  # type: ignore[no-any-return]
+            yield pod_log_call(
+                namespace,
+                pod,
+                container=container,
+                tail_lines=tail_lines,
+                limit_bytes=limit_bytes,
+                previous=previous,
+            )
+        )
+    except KbatchApiError as exc:
+        if exc.status == 400:
+            raise PodLogNotReady(exc.status, exc.reason, exc.message, exc.causes) from exc
+        raise
+
+
+def replace_config_map(namespace: str, body: Mapping[str, Any]) -> Proc[dict[str, Any]]:
+    """Replace a ConfigMap; the body must carry ``metadata.resourceVersion`` (409 -> Conflict)."""
+    metadata = body.get("metadata") or {}
+    if not metadata.get("resourceVersion"):
+        raise ValueError("replace_config_map needs metadata.resourceVersion (compare-and-swap)")
+    return (yield replace_call("ConfigMap", namespace, metadata["name"], body))  # type: ignore[no-any-return]
+
+
+def update_config_map_cas(
+    namespace: str,
+    name: str,
+    mutate: Callable[[dict[str, str]], dict[str, str]],
+    *,
+    labels: Mapping[str, str] | None = None,
+    max_attempts: int = 30,
+    backoff: RetryPolicy | None = None,
+) -> Proc[dict[str, str]]:
+    """Compare-and-swap update of a ConfigMap's ``data``; returns the data as written.
+
+    Read (create when missing; a 409 on create means another writer created it: re-read), apply
+    the pure ``mutate`` to a fresh copy of ``data``, replace with the ``resourceVersion`` read; on
+    409 (another writer won) or 404 (deleted meanwhile) start again from a fresh read, after a short
+    jittered pause. ``mutate`` may run several times and must depend only on its argument.
+    ``labels`` are set on creation and added if missing on update. Raises :class:`Conflict` after
+    ``max_attempts`` lost races.
+    """
+    pause = backoff or CAS_BACKOFF
+    for attempt in range(1, max_attempts + 1):
+        if attempt > 1:
+            yield Sleep(pause.backoff(attempt - 1))
+        current = yield from get("ConfigMap", namespace, name)
+        if current is None:
+            body = config_map_body(name, mutate({}), labels)
+            try:
+                created = yield create_call("ConfigMap", namespace, body)
+            except AlreadyExists:
+                continue
+            return dict(created.get("data") or {})
+        data = dict(current.get("data") or {})
+        new_data = mutate(dict(data))
+        metadata = current.get("metadata") or {}
+        missing_labels = {
+            k: v for k, v in (labels or {}).items() if (metadata.get("labels") or {}).get(k) != v
+        }
+        if new_data == data and not missing_labels:
+            return data
+        body = {
+            **current,
+            "metadata": {**metadata, "labels": {**(metadata.get("labels") or {}), **missing_labels}},
+            "data": dict(new_data),
+        }
+        try:
+            replaced = yield replace_call("ConfigMap", namespace, name, body)
+        except (Conflict, NotFound):
+            continue
+        return dict(replaced.get("data") or {})
+    raise Conflict(
+        409, "Conflict", f"configmap {namespace}/{name}: gave up after {max_attempts} conflicting writes"
+    )

@@ -1,0 +1,160 @@
+"""The resumable watch loop behind ``AsyncKbatchHook.watch_job`` / ``watch_pods`` (pure, async).
+
+The loop follows the Kubernetes list-then-watch contract (as kopf's ``watching.py`` does):
+
+1. list (``list_fn``) -> the current objects and the list's ``resourceVersion``; report them;
+2. watch from that ``resourceVersion`` (``open_fn``), with bookmarks and a server-side timeout
+   (the hook adds a client-side timeout); every event moves the ``resourceVersion`` on, BOOKMARK
+   events included, and every ADDED / MODIFIED / DELETED event is reported;
+3. when the server ends the watch normally, watch again from the last ``resourceVersion``;
+4. on 410 Gone (HTTP status or an ERROR event with code 410), list again (step 1); objects
+   that vanished meanwhile are reported as DELETED (their last known state);
+5. on a transient error (connection reset, timeout, 429, 5xx) reconnect from the last
+   ``resourceVersion`` after the :class:`RetryPolicy` backoff; give up (raise) when the policy
+   does, or on any other error.
+
+``asyncio.CancelledError`` is never caught; the stream context is exited (the response closed)
+whenever the consumer stops iterating. The sleep and the clock are injected.
+
+Imports neither a Kubernetes client nor Airflow: the hook supplies ``list_fn`` and ``open_fn``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from airflow_provider_kbatch.hooks.errors import api_error
+from airflow_provider_kbatch.hooks.retry import RetryPolicy, http_status
+
+log = logging.getLogger(__name__)
+
+ListFn = Callable[[], Awaitable[tuple[list[dict[str, Any]], str]]]
+OpenFn = Callable[[str], AbstractAsyncContextManager[AsyncIterator[Mapping[str, Any]]]]
+
+# A watch that ends normally faster than this, with no event at all, counts as a failed attempt
+# (backoff before reconnecting) so that a server closing watches at once is not hammered.
+MIN_HEALTHY_WATCH_SECONDS = 1.0
+
+
+class _Relist(Exception):
+    """Internal: the resourceVersion expired (410); list again."""
+
+
+def _key(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}")
+
+
+def _rv(obj: Mapping[str, Any]) -> str | None:
+    return (obj.get("metadata") or {}).get("resourceVersion") or None
+
+
+class _State:
+    """The last known objects and resourceVersion of one watch."""
+
+    def __init__(self) -> None:
+        self.resource_version: str | None = None
+        self.known: dict[str, dict[str, Any]] = {}
+
+    def relisted(
+        self, items: list[dict[str, Any]], resource_version: str
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Events that bring a consumer from the last known state to a fresh list."""
+        events: list[tuple[str, dict[str, Any]]] = []
+        fresh = {_key(item): item for item in items}
+        for key, gone in self.known.items():
+            if key not in fresh:
+                events.append(("DELETED", gone))
+        for key, item in fresh.items():
+            old = self.known.get(key)
+            if old is None:
+                events.append(("ADDED", item))
+            elif _rv(old) != _rv(item):
+                events.append(("MODIFIED", item))
+        self.known = fresh
+        self.resource_version = resource_version or None
+        return events
+
+    def apply(self, event: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        """Record one watch event; return what to report (None for a bookmark)."""
+        kind = event.get("type")
+        obj = event.get("object") or {}
+        if kind == "ERROR":
+            status = obj.get("code")
+            if status == 410:
+                raise _Relist()
+            raise api_error(status if isinstance(status, int) else None, obj.get("reason"), obj)
+        self.resource_version = _rv(obj) or self.resource_version
+        if kind == "BOOKMARK":
+            return None
+        if kind == "DELETED":
+            self.known.pop(_key(obj), None)
+        elif kind in ("ADDED", "MODIFIED"):
+            self.known[_key(obj)] = dict(obj)
+        else:
+            log.debug("ignoring watch event of type %s", kind)
+            return None
+        return str(kind), dict(obj)
+
+
+async def resumable_watch(
+    list_fn: ListFn,
+    open_fn: OpenFn,
+    *,
+    policy: RetryPolicy,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
+    """Yield ``(event type, object)`` forever: ADDED / MODIFIED / DELETED, resumed and re-listed.
+
+    The consumer ends the watch by leaving its ``async for`` (or cancelling); ``list_fn`` errors
+    (after the caller's own retries) propagate.
+    """
+    state = _State()
+    failures = 0
+    while True:
+        if state.resource_version is None:
+            items, resource_version = await list_fn()
+            for listed in state.relisted(items, resource_version):
+                yield listed
+            if state.resource_version is None:
+                raise ValueError("the list response carried no resourceVersion to watch from")
+        started, seen = clock(), 0
+        try:
+            async with open_fn(state.resource_version) as events:
+                async for event in events:
+                    reported = state.apply(event)
+                    seen += 1
+                    failures = 0
+                    if reported is not None:
+                        yield reported
+        except _Relist:
+            log.info("watch resourceVersion %s expired (410); listing again", state.resource_version)
+            state.resource_version = None
+            continue
+        except Exception as exc:
+            if http_status(exc) == 410:
+                log.info("watch resourceVersion %s expired (410); listing again", state.resource_version)
+                state.resource_version = None
+                continue
+            failures += 1
+            pause = policy.delay(failures, exc=exc)
+            if pause is None:
+                raise
+            log.warning(
+                "watch interrupted (%s); reconnecting in %.2fs from resourceVersion %s",
+                exc,
+                pause,
+                state.resource_version,
+            )
+            await sleep(pause)
+            continue
+        if seen == 0 and clock() - started < MIN_HEALTHY_WATCH_SECONDS:
+            failures += 1
+            await sleep(policy.backoff(failures))
+        log.debug("watch ended normally; resuming from resourceVersion %s", state.resource_version)
