@@ -219,6 +219,16 @@ def _parse_attempt(raw: Mapping[str, Any]) -> Attempt:
     )
 
 
+def _parse_output(raw: Mapping[str, Any]) -> StageOutput:
+    return StageOutput(
+        name=raw["name"],
+        manifest_digest=raw["manifest_digest"],
+        bytes=raw.get("bytes"),
+        records=raw.get("records"),
+        contract=raw.get("contract"),
+    )
+
+
 def parse_record(text: str) -> StageRecord:
     """Parse one stage record (the JSON string in the ConfigMap). ``LedgerError`` when malformed."""
     raw = _load(text)
@@ -234,7 +244,7 @@ def parse_record(text: str) -> StageRecord:
             spec_hash=raw.get("spec_hash"),
             completed=indexcodec.decode(raw.get("completed")),
             failed=indexcodec.decode(raw.get("failed")),
-            output=StageOutput(**output) if output else None,
+            output=_parse_output(output) if output else None,
             results={int(k): v for k, v in (raw.get("results") or {}).items()},
             results_truncated=bool(raw.get("results_truncated")),
             updated_at=raw.get("updated_at"),

@@ -242,10 +242,9 @@ def _merge_files(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(files, key=lambda f: f["path"])
 
 
-def _single(parts: list[dict[str, Any]], key: str, given: Any) -> Any:
+def _common(parts: list[dict[str, Any]], key: str) -> Any:
+    """The value every part has for ``key`` (``None`` without parts); parts that disagree are an error."""
     values = {json.dumps(p.get(key), sort_keys=True) for p in parts}
-    if given is not None:
-        return given
     if len(values) > 1:
         raise ManifestError(f"parts disagree on {key}: found {', '.join(sorted(values))}")
     return parts[0].get(key) if parts else None
@@ -314,12 +313,12 @@ def finalize_manifest(
         "kind": fmt.KIND_MANIFEST,
         "stage": stage,
         "run_id": run_id,
-        "image": _single(parts, "image", None),
+        "image": _common(parts, "image"),
         "indexes": indexes.format_ranges(indexes.iter_indexes(wanted)),
         "files": files,
         "bytes": sum(f["size"] for f in files),
         "records": fmt.total_records(files),
-        "contract": validate_contract(contract) if contract is not None else _single(parts, "contract", None),
+        "contract": validate_contract(contract) if contract is not None else _common(parts, "contract"),
         "created_at": max((p["created_at"] for p in parts), default=None) or utc_now(),
     }
     atomic_write_bytes(fmt.manifest_path(out_dir), fmt.canonical_json(merged))
