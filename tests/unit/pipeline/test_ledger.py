@@ -501,3 +501,12 @@ def test_reapplied_after_a_lost_response() -> None:
     once, _ = store.get()
     cas(store, update)  # retried
     assert store.get()[0] == once
+
+
+def test_same_version_record_with_extra_fields_still_reads() -> None:
+    data = finish(start({}), output={"name": "clean", "manifest_digest": "sha256:ab"})
+    raw = json.loads(data[KEY])
+    raw["future_field"] = 1
+    raw["output"]["future_field"] = 2
+    rec = read_stage({KEY: json.dumps(raw)}, KEY)
+    assert rec is not None and rec.output is not None and rec.output.name == "clean"
