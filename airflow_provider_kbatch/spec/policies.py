@@ -65,7 +65,8 @@ def compile_pod_failure_policy(spec: StageSpec) -> dict[str, Any] | None:
 def ratio_count(ratio: float, total: int) -> int:
     """``ceil(ratio * total)`` computed on the decimal value of ``ratio``.
 
-    ``0.7 * 10`` is ``7.000000000000001`` in binary floating point; the decimal product is 7.
+    ``0.07 * 100`` is ``7.000000000000001`` in binary floating point (ceil: 8); the decimal
+    product is exactly 7.
     """
     return math.ceil(Decimal(repr(float(ratio))) * total)
 

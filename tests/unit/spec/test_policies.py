@@ -80,6 +80,9 @@ def test_ignore_rule_comes_first_and_raw_policy_is_copied() -> None:
     ("ratio", "total", "count"),
     [
         (0.7, 10, 7),
+        (0.07, 100, 7),
+        (0.14, 100, 14),
+        (0.55, 100, 55),
         (0.9, 10, 9),
         (0.95, 1000, 950),
         (0.333, 3, 1),
