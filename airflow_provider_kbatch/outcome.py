@@ -1,0 +1,143 @@
+"""Turning a finished Job into the task's result (XCom) or a readable failure.
+
+Reads the Job and its pods through the hook, decides with :mod:`airflow_provider_kbatch.status`,
+records the attempt in the run ledger, and gathers per-index results (termination messages) of
+this attempt and of earlier attempts (kept in the ledger, so a resumed attempt still returns
+every index's result).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Any
+
+from airflow_provider_kbatch import ledger
+from airflow_provider_kbatch.pipeline.manifests import split_output_summary
+from airflow_provider_kbatch.spec.intervals import IndexSet, map_local
+from airflow_provider_kbatch.spec.names import JobIdentity
+from airflow_provider_kbatch.status import describe_failure, job_outcome, pod_failures, pod_results
+from airflow_provider_kbatch.submission import job_index_map
+
+CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
+LOG_TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class StageFailure:
+    message: str
+    retryable: bool
+
+
+def _failure_logs(hook: Any, namespace: str, failures: list[Any], log: logging.Logger) -> dict[str, str]:
+    """Last log lines of one failed pod per index."""
+    seen: set[Any] = set()
+    logs: dict[str, str] = {}
+    for failure in failures:
+        if failure.index in seen or failure.disruption:
+            continue
+        seen.add(failure.index)
+        try:
+            logs[failure.pod] = hook.read_pod_log(
+                namespace, failure.pod, failure.container, tail_lines=LOG_TAIL_LINES
+            )
+        except Exception as err:  # the pod may be gone already; the message still names exit codes
+            log.debug("no log for pod %s: %s", failure.pod, err)
+        if len(logs) >= 5:
+            break
+    return logs
+
+
+def _gather_results(pods: list[dict[str, Any]], index_map: IndexSet) -> tuple[dict[int, dict[str, Any]], Any]:
+    """Per logical index results of this attempt's pods, and the output summary if one pod sent it."""
+    results: dict[int, dict[str, Any]] = {}
+    summary = None
+    for local, value in pod_results(pods).items():
+        user, found = split_output_summary(value)
+        summary = summary or found
+        results[index_map.nth(local) if local < len(index_map) else local] = user
+    return results, summary
+
+
+def finish_stage(
+    hook: Any,
+    namespace: str,
+    identity: JobIdentity,
+    job: dict[str, Any] | None,
+    spec_hash: str,
+    *,
+    completions: int,
+    log: logging.Logger,
+    output_name: str | None = None,
+) -> tuple[dict[str, Any], StageFailure | None]:
+    """Result for XCom and, when the Job failed, the failure to raise."""
+    if job is None:  # nothing ran in this try: everything completed in earlier attempts
+        record = ledger.read_stage(hook, namespace, identity)
+        completed = record.completed if record else IndexSet.full(completions)
+        return _result(None, namespace, completions, completed, IndexSet.of([]), record), None
+    outcome = job_outcome(job)
+    meta = job["metadata"]
+    pods = hook.list_pods(namespace, f"{CONTROLLER_UID_LABEL}={meta['uid']}")
+    index_map = job_index_map(job)
+    completed = map_local(outcome.completed, index_map)
+    failed = map_local(outcome.failed, index_map)
+    if outcome.succeeded and not outcome.completed and outcome.reason is None:
+        completed = index_map  # NonIndexed Job: no completedIndexes; Complete means every index ran
+    results, summary = _gather_results(pods, index_map)
+    output = None
+    if summary is not None and output_name:
+        output = {
+            "name": output_name,
+            "manifest_digest": summary.manifest_digest,
+            "bytes": summary.bytes,
+            "records": summary.records,
+            "contract": summary.contract,
+        }
+    record = ledger.attempt_finished(
+        hook,
+        namespace,
+        identity,
+        job=meta["name"],
+        uid=meta["uid"],
+        succeeded=outcome.succeeded,
+        completed=completed,
+        failed=failed,
+        reason=outcome.reason,
+        results=results,
+        output=output,
+    )
+    result = _result(job, namespace, completions, record.completed if record else completed, failed, record)
+    if outcome.succeeded:
+        log.info("job %s/%s complete: %s", namespace, meta["name"], result["summary"])
+        return result, None
+    failures = [
+        replace(f, index=index_map.nth(f.index)) if f.index is not None and f.index < len(index_map) else f
+        for f in pod_failures(pods)
+    ]
+    message = describe_failure(outcome, failures, _failure_logs(hook, namespace, failures, log))
+    header = f"job {namespace}/{meta['name']} failed"
+    if not outcome.retryable:
+        header += " (a FailJob rule matched: not retried by Airflow)"
+    return result, StageFailure(f"{header}\n{message}", outcome.retryable)
+
+
+def _result(
+    job: dict[str, Any] | None,
+    namespace: str,
+    completions: int,
+    completed: IndexSet,
+    failed: IndexSet,
+    record: Any,
+) -> dict[str, Any]:
+    results = dict(record.results) if record is not None else {}
+    meta = (job or {}).get("metadata", {})
+    return {
+        "name": meta.get("name"),
+        "namespace": namespace,
+        "uid": meta.get("uid"),
+        "completions": completions,
+        "completed_indexes": str(completed),
+        "failed_indexes": str(failed),
+        "results": {str(k): v for k, v in sorted(results.items())},
+        "summary": f"{len(completed)}/{completions} indexes completed, {len(failed)} failed",
+    }

@@ -1,0 +1,263 @@
+"""Waiting for one Job: the single wait loop used by the trigger (deferrable mode) and by the
+operator's synchronous mode (through ``asyncio.run``).
+
+It watches the Job (never polls), reports queueing (``Suspended``), early signals
+(``FailureTarget``, ``SuccessCriteriaMet``) and periodic progress, and streams the logs of all
+the Job's pods into the task log, each line prefixed by its logical index. Whether the Job is
+finished is decided by :func:`airflow_provider_kbatch.status.job_outcome` and nothing else.
+
+No Kubernetes client here: all I/O goes through an ``AsyncKbatchHook``-like object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from airflow_provider_kbatch.spec.intervals import IndexSet
+from airflow_provider_kbatch.status import JobOutcome, job_outcome, progress_line
+
+JOB_INDEX_KEY = "batch.kubernetes.io/job-completion-index"
+CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
+
+
+@dataclass(frozen=True)
+class WaitSettings:
+    """How to wait. JSON-friendly so the trigger can carry it."""
+
+    progress_interval: float = 30.0
+    stream_logs: bool = True
+    max_log_streams: int = 16
+    queue_timeout: float | None = None
+    log_drain_seconds: float = 5.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "progress_interval": self.progress_interval,
+            "stream_logs": self.stream_logs,
+            "max_log_streams": self.max_log_streams,
+            "queue_timeout": self.queue_timeout,
+            "log_drain_seconds": self.log_drain_seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> WaitSettings:
+        known = {k: v for k, v in (data or {}).items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass
+class WaitResult:
+    status: Literal["finished", "queue_timeout", "deleted"]
+    job: dict[str, Any] | None
+    outcome: JobOutcome | None
+    queued_seconds: float = 0.0
+    signals: list[str] = field(default_factory=list)
+
+    def to_event(self, namespace: str, name: str) -> dict[str, Any]:
+        outcome = self.outcome
+        return {
+            "status": self.status,
+            "namespace": namespace,
+            "name": name,
+            "uid": (self.job or {}).get("metadata", {}).get("uid"),
+            "succeeded": bool(outcome and outcome.succeeded),
+            "reason": outcome.reason if outcome else None,
+            "message": outcome.message if outcome else None,
+            "retryable": outcome.retryable if outcome else True,
+            "queued_seconds": round(self.queued_seconds, 3),
+            "signals": list(self.signals),
+        }
+
+
+def logical_index(pod: dict[str, Any], index_map: IndexSet | None) -> int | None:
+    meta = pod.get("metadata", {})
+    raw = meta.get("labels", {}).get(JOB_INDEX_KEY) or meta.get("annotations", {}).get(JOB_INDEX_KEY)
+    if raw is None or not str(raw).isdigit():
+        return None
+    local = int(raw)
+    return index_map.nth(local) if index_map is not None and local < len(index_map) else local
+
+
+class _Watch:
+    """State shared by the tasks of one wait."""
+
+    def __init__(
+        self,
+        hook: Any,
+        namespace: str,
+        name: str,
+        index_map: IndexSet | None,
+        settings: WaitSettings,
+        log: logging.Logger,
+        clock: Callable[[], float],
+    ) -> None:
+        self.hook, self.namespace, self.name = hook, namespace, name
+        self.index_map, self.settings, self.log, self.clock = index_map, settings, log, clock
+        self.job: dict[str, Any] | None = None
+        self.outcome: JobOutcome | None = None
+        self.result: WaitResult | None = None
+        self.done = asyncio.Event()
+        self.uid = asyncio.get_running_loop().create_future()
+        self.queued_since: float | None = None
+        self.queued_total = 0.0
+        self.signals: list[str] = []
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.streams: dict[str, asyncio.Task[None]] = {}
+        self.stream_slots = asyncio.Semaphore(max(1, settings.max_log_streams))
+
+    # ------------------------------------------------------------------ job watch
+    async def watch_job(self) -> None:
+        from airflow_provider_kbatch.hooks.errors import JobDeleted
+
+        try:
+            async for job in self.hook.watch_job(self.namespace, self.name):
+                self.observe_job(job)
+                if self.done.is_set():
+                    return
+        except JobDeleted:
+            self.finish("deleted")
+
+    def observe_job(self, job: dict[str, Any]) -> None:
+        self.job = job
+        outcome = job_outcome(job)
+        self.outcome = outcome
+        if not self.uid.done():
+            self.uid.set_result(job.get("metadata", {}).get("uid"))
+        now = self.clock()
+        if outcome.suspended and not outcome.finished:
+            if self.queued_since is None:
+                self.queued_since = now
+                self.log.info("job %s is queued (suspended), waiting for admission", self.name)
+        elif self.queued_since is not None:
+            waited = now - self.queued_since
+            self.queued_total += waited
+            self.queued_since = None
+            self.log.info("job %s admitted after %.1fs in the queue", self.name, waited)
+        for signal in outcome.early_signals:
+            if signal not in self.signals:
+                self.signals.append(signal)
+                self.log.info("job %s: early signal %s (%s)", self.name, signal, outcome.message or "")
+        if outcome.finished:
+            self.finish("finished")
+
+    def finish(self, status: Literal["finished", "queue_timeout", "deleted"]) -> None:
+        if self.result is None:
+            queued = self.queued_total + (
+                self.clock() - self.queued_since if self.queued_since is not None else 0.0
+            )
+            self.result = WaitResult(status, self.job, self.outcome, queued, list(self.signals))
+        self.done.set()
+
+    # ------------------------------------------------------------------ progress and queue timeout
+    async def tick(self) -> None:
+        interval = max(0.5, self.settings.progress_interval)
+        timeout = self.settings.queue_timeout
+        step = min(interval, 1.0) if timeout else interval
+        last_report = self.clock()
+        while not self.done.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.done.wait(), timeout=step)
+            if self.done.is_set():
+                return
+            now = self.clock()
+            if timeout and self.queued_since is not None and now - self.queued_since >= timeout:
+                self.log.warning("job %s still queued after %.0fs (queue_timeout)", self.name, timeout)
+                self.finish("queue_timeout")
+                return
+            if now - last_report >= interval:
+                last_report = now
+                self.report_progress()
+
+    def report_progress(self) -> None:
+        if self.outcome is None:
+            return
+        pending = sum(1 for p in self.pods.values() if p.get("status", {}).get("phase") == "Pending")
+        self.log.info("job %s: %s", self.name, progress_line(self.outcome, pending=pending))
+
+    # ------------------------------------------------------------------ pods and logs
+    async def watch_pods(self) -> None:
+        uid = await self.uid
+        if not uid:
+            return
+        async for kind, pod in self.hook.watch_pods(self.namespace, f"{CONTROLLER_UID_LABEL}={uid}"):
+            pod_name = pod.get("metadata", {}).get("name", "")
+            if kind == "DELETED":
+                self.pods.pop(pod_name, None)
+                continue
+            self.pods[pod_name] = pod
+            phase = pod.get("status", {}).get("phase")
+            if (
+                self.settings.stream_logs
+                and phase in ("Running", "Succeeded", "Failed")
+                and pod_name not in self.streams
+            ):
+                self.streams[pod_name] = asyncio.create_task(self.stream(pod))
+
+    async def stream(self, pod: dict[str, Any]) -> None:
+        pod_name = pod["metadata"]["name"]
+        index = logical_index(pod, self.index_map)
+        prefix = f"[index {index}]" if index is not None else f"[{pod_name}]"
+        containers = [c["name"] for c in pod.get("spec", {}).get("containers", [])]
+        async with self.stream_slots:
+            for container in containers:
+                label = prefix if len(containers) == 1 else f"{prefix}[{container}]"
+                try:
+                    async for line in self.hook.stream_pod_log(self.namespace, pod_name, container):
+                        self.log.info("%s %s", label, line)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as err:  # a pod that is gone or not started: logs are best effort
+                    self.log.debug("log stream of %s/%s ended: %s", pod_name, container, err)
+
+    async def drain_streams(self) -> None:
+        pending = [t for t in self.streams.values() if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=self.settings.log_drain_seconds)
+
+
+async def wait_for_job(
+    hook: Any,
+    namespace: str,
+    name: str,
+    *,
+    index_map: IndexSet | None = None,
+    settings: WaitSettings | None = None,
+    log: logging.Logger | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> WaitResult:
+    """Watch Job ``namespace/name`` until it finishes, is deleted, or waits in the queue too long."""
+    watch = _Watch(
+        hook,
+        namespace,
+        name,
+        index_map,
+        settings or WaitSettings(),
+        log or logging.getLogger(__name__),
+        clock,
+    )
+    tasks = [
+        asyncio.create_task(watch.watch_job(), name="kbatch-watch-job"),
+        asyncio.create_task(watch.tick(), name="kbatch-progress"),
+        asyncio.create_task(watch.watch_pods(), name="kbatch-watch-pods"),
+    ]
+    try:
+        done_waiter = asyncio.create_task(watch.done.wait())
+        finished, _ = await asyncio.wait([tasks[0], done_waiter], return_when=asyncio.FIRST_COMPLETED)
+        if tasks[0] in finished and not watch.done.is_set():
+            error = tasks[0].exception()
+            raise error or RuntimeError(f"the watch of job {namespace}/{name} ended without an outcome")
+        done_waiter.cancel()
+        await watch.drain_streams()
+        watch.report_progress()
+    finally:
+        for task in [*tasks, *watch.streams.values()]:
+            task.cancel()
+        await asyncio.gather(*tasks, *watch.streams.values(), return_exceptions=True)
+    assert watch.result is not None, "job watch ended without a result"
+    return watch.result

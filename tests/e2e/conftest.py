@@ -1,0 +1,102 @@
+"""Real Airflow 3 against the local cluster: an isolated AIRFLOW_HOME on SQLite with the repo's
+``dags/`` folder, ``airflow dags test`` run as a subprocess, XComs and task states read back
+from the metadata database."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class AirflowEnv:
+    home: Path
+    env: dict[str, str]
+
+    def run(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
+        airflow = str(Path(sys.executable).parent / "airflow")
+        proc = subprocess.run(
+            [airflow, *args], env=self.env, cwd=self.home, capture_output=True, text=True, timeout=timeout
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"airflow {' '.join(args)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-6000:]}\n"
+                f"--- stderr\n{proc.stderr[-6000:]}"
+            )
+        return proc
+
+    def dags_test(
+        self,
+        dag_id: str,
+        *,
+        conf: dict[str, Any] | None = None,
+        logical_date: str = "2026-01-01",
+        check: bool = False,
+    ) -> subprocess.CompletedProcess[str]:
+        args = ["dags", "test", dag_id, logical_date]
+        if conf is not None:
+            args += ["-c", json.dumps(conf)]
+        return self.run(*args, check=check)
+
+    def db(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.home / "airflow.db")
+
+    def task_states(self, dag_id: str, run_id: str | None = None) -> dict[tuple[str, int], tuple[str, int]]:
+        """(task_id, map_index) -> (state, try_number) of the latest run (or ``run_id``)."""
+        with self.db() as db:
+            if run_id is None:
+                row = db.execute(
+                    "select run_id from dag_run where dag_id=? order by id desc limit 1", (dag_id,)
+                ).fetchone()
+                run_id = row[0]
+            rows = db.execute(
+                "select task_id, map_index, state, try_number from task_instance where dag_id=? and run_id=?",
+                (dag_id, run_id),
+            ).fetchall()
+        return {(r[0], r[1]): (r[2], r[3]) for r in rows}
+
+    def xcom(self, dag_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+        with self.db() as db:
+            row = db.execute(
+                "select x.value from xcom x join dag_run r on r.id = x.dag_run_id "
+                "where x.dag_id=? and x.task_id=? and x.key=? and x.map_index=? order by r.id desc limit 1",
+                (dag_id, task_id, key, map_index),
+            ).fetchone()
+        if row is None:
+            return None
+        value = row[0]
+        value = json.loads(value) if isinstance(value, str | bytes) else value
+        return json.loads(value) if isinstance(value, str) else value
+
+
+@pytest.fixture(scope="session")
+def airflow_env(devcluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowEnv]:
+    home = tmp_path_factory.mktemp("airflow_home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+    env.update(devcluster.cluster.env())
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            "PYTHONPATH": str(REPO),
+        }
+    )
+    airflow = AirflowEnv(home, env)
+    airflow.run("db", "migrate", timeout=300)
+    yield airflow
