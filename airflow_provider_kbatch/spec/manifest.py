@@ -247,13 +247,13 @@ def _main_container(
     spec: StageSpec,
     identity: JobIdentity,
     resume_map: IndexSet | None,
-    extra_env: Mapping[str, str],
+    extra_env: Mapping[str, EnvValue],
     mounts: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
     # kbatch variables first, so the author's env and extra_env may refer to $(KBATCH_INDEX)
     env = kbatch_env(spec, identity, resume_map)
     env = _merge_items(env, [env_var(k, v) for k, v in spec.env.items()], "name", deep=False)
-    env = _merge_items(env, [{"name": k, "value": v} for k, v in extra_env.items()], "name", deep=False)
+    env = _merge_items(env, [env_var(k, v) for k, v in extra_env.items()], "name", deep=False)
     container: dict[str, Any] = {"name": spec.container_name, "image": spec.image, "env": env}
     optional = {
         "command": list(spec.command) if spec.command is not None else None,
@@ -357,7 +357,7 @@ def build_job_manifest(
     generation: int,
     namespace: str,
     index_map: IndexSet | None = None,
-    extra_env: Mapping[str, str] | None = None,
+    extra_env: Mapping[str, EnvValue] | None = None,
     extra_labels: Mapping[str, str] | None = None,
     extra_annotations: Mapping[str, str] | None = None,
     volumes: Sequence[Mapping[str, Any]] = (),

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +32,7 @@ from tests.unit.spec import kubelet_sim
 
 IDENTITY = JobIdentity("etl_daily", "extract", "scheduled__2024-01-01T00:00:00+00:00", 3, 2)
 INDEX_KEY = "batch.kubernetes.io/job-completion-index"
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def _spec(**kwargs: Any) -> StageSpec:
@@ -560,6 +562,7 @@ def test_spec_hash_is_stable_across_processes() -> None:
         out = subprocess.run(
             [sys.executable, "-c", code],
             env={**os.environ, "PYTHONHASHSEED": seed},
+            cwd=REPO_ROOT,
             capture_output=True,
             text=True,
             timeout=120,
@@ -685,3 +688,11 @@ def test_shim_is_portable_across_shells(shell: str) -> None:
             timeout=30,
         )
         assert done.stdout.strip() == str(mapping.nth(local)), (shell, done.stderr)
+
+
+def test_extra_env_may_reference_secrets() -> None:
+    m = _build(extra_env={"TOKEN": EnvFromSecret("tok", "value")})
+    assert _env(_container(m))["TOKEN"] == {
+        "name": "TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": "tok", "key": "value", "optional": False}},
+    }
