@@ -5,6 +5,7 @@ adds every problem it finds to a :class:`ProblemCollector` and never raises.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -474,6 +475,36 @@ def _check_template_security(spec: StageSpec, p: ProblemCollector) -> None:
 
 
 # --------------------------------------------------------------------------- job_template
+
+
+_RAW_FIELDS = (
+    "job_template",
+    "pod_failure_policy",
+    "success_policy",
+    "volumes",
+    "volume_mounts",
+    "tolerations",
+)
+
+
+def check_json(spec: StageSpec, p: ProblemCollector) -> None:
+    """Raw dict fields go to the API server as JSON: they must be plain JSON data."""
+    for field in _RAW_FIELDS:
+        value = getattr(spec, field)
+        try:
+            json.dumps(value, allow_nan=False, default=_tuples_only)
+        except (TypeError, ValueError) as exc:
+            p.add(
+                field,
+                f"is not plain JSON data ({exc})",
+                "Use only dicts, lists, strings, numbers, booleans and None.",
+            )
+
+
+def _tuples_only(obj: Any) -> Any:
+    if isinstance(obj, tuple):
+        return list(obj)
+    raise TypeError(f"{type(obj).__name__} {obj!r} is not JSON serialisable")
 
 
 def check_template(spec: StageSpec, p: ProblemCollector) -> None:

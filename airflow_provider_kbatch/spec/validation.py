@@ -22,6 +22,7 @@ from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.spec.podchecks import (
     check_container,
     check_env,
+    check_json,
     check_metadata,
     check_resources,
     check_scheduling,
@@ -80,6 +81,7 @@ def stage_problems(spec: StageSpec, server_version: tuple[int, int] | None = Non
         check_volumes,
         check_security,
         check_template,
+        check_json,
         _check_counts,
         _check_indexed_fields,
         _check_exit_code_helpers,
@@ -155,13 +157,10 @@ def _check_counts(spec: StageSpec, p: ProblemCollector) -> None:
         0,
         "Pass 0 or more seconds (default 86400), or None to keep finished Jobs forever.",
     )
-    for field in ("suspend",):
-        if not isinstance(getattr(spec, field), bool):
-            p.add(
-                field,
-                f"must be True or False, got {getattr(spec, field)!r}",
-                f"Pass {field}=True or {field}=False.",
-            )
+    if not isinstance(spec.suspend, bool):
+        p.add(
+            "suspend", f"must be True or False, got {spec.suspend!r}", "Pass suspend=True or suspend=False."
+        )
     if spec.ignore_disruptions not in (None, True, False):
         p.add(
             "ignore_disruptions",

@@ -527,6 +527,12 @@ INVALID: list[tuple[dict[str, Any], str, str]] = [
     ({"run_as": {"user": 1}}, "run_as", "RunAs("),
     ({"pod_security": "baseline"}, "pod_security", "not supported"),
     ({"working_dir": ""}, "working_dir", "non-empty path"),
+    (
+        {"job_template": {"metadata": {"annotations": {"when": object()}}}},
+        "job_template",
+        "not plain JSON data",
+    ),
+    ({"volumes": [{"name": "v", "emptyDir": {"sizeLimit": float("nan")}}]}, "volumes", "not plain JSON data"),
 ]
 
 
