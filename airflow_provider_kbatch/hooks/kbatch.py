@@ -45,7 +45,7 @@ T = TypeVar("T")
 Mutate = Callable[[dict[str, str]], dict[str, str]]
 
 DEFAULT_RETRY_POLICY = RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=30.0)
-# Watches live long: reconnect patiently (about 4 minutes of consecutive failures).
+# Watches live long: reconnect patiently (about 3.5 minutes of consecutive failures).
 DEFAULT_WATCH_RETRY_POLICY = RetryPolicy(max_attempts=12, base_delay=1.0, max_delay=30.0)
 DEFAULT_WATCH_TIMEOUT_SECONDS = 240
 # Client-side timeout of a watch request = server-side timeout + this slack.
