@@ -172,8 +172,8 @@ def identity_for(pod: Mapping[str, Any], container: Mapping[str, Any]) -> Identi
 
     ``runAsUser`` without ``runAsGroup`` runs with group 0, like a runtime whose image has no
     passwd entry for the uid. ``runAsNonRoot`` without ``runAsUser`` (the image's user is unknown:
-    images are ignored) runs as ``nobody`` (65534). ``fsGroup`` and ``supplementalGroups`` become
-    supplementary groups.
+    images are ignored) runs as ``nobody`` (65534). The primary group, ``fsGroup`` and
+    ``supplementalGroups`` become the supplementary groups.
     """
     pod_sc = pod.get("spec", {}).get("securityContext") or {}
     sc = container.get("securityContext") or {}
@@ -191,6 +191,8 @@ def identity_for(pod: Mapping[str, Any], container: Mapping[str, Any]) -> Identi
         groups.add(int(pod_sc["fsGroup"]))
     if uid is not None and gid is None:
         gid = 0
+    if gid is not None:
+        groups.add(int(gid))  # containerd lists the primary group among the supplementary ones
     return Identity(
         uid=None if uid is None else int(uid),
         gid=None if gid is None else int(gid),

@@ -17,6 +17,7 @@ for that terminal phase.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -528,7 +529,9 @@ class PodWorker:
             except (ConfigError, VolumeError) as err:
                 st.waiting_reason, st.waiting_message = "CreateContainerConfigError", str(err)
                 self.sync()
-                await self._sleep_or_stop(RETRY_SETUP_SECONDS, stop)
+                if not await self._sleep_or_stop(RETRY_SETUP_SECONDS, stop):
+                    with contextlib.suppress(ApiError):
+                        await self._fetch_objects()
             except LaunchError as err:
                 self._start_error(st, str(err))
                 return None
@@ -572,6 +575,7 @@ class PodWorker:
             self.procs.pop(st.name, None)
             self._start_error(st, setup_error)
             return None
+        proc.note_namespace()
         st.running_since = time.time()
         st.container_id = f"kbatch://{proc.pid}-{st.restart_count}"
         st.waiting_message = ""
@@ -595,8 +599,10 @@ class PodWorker:
         if proc.running:
             await self._terminate(proc)
         code = await proc.exited
-        if self.stop_reason is not None:
-            await asyncio.to_thread(proc.kill_everything)
+        # What a runtime's PID namespace teardown does: nothing of the container outlives it.
+        leftovers = await asyncio.to_thread(proc.kill_everything)
+        if leftovers:
+            log.info("pod %s: killed %d leftover processes of %s", self.key, leftovers, st.name)
         await proc.finish_output()
         self.ctx.memory.unregister(proc)
         (self.dir / "run" / f"{st.name}.pid").unlink(missing_ok=True)

@@ -61,11 +61,22 @@ def all_procs() -> Iterator[ProcStat]:
                 yield stat
 
 
-def kill_session(session: int, sig: int = signal.SIGKILL) -> int:
-    """Signal every live process of ``session``; returns how many."""
+def mount_namespace(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
+def kill_session(session: int, sig: int = signal.SIGKILL, *, mount_ns: str | None = None) -> int:
+    """Signal every live process of ``session`` or, when given, of the mount namespace ``mount_ns``
+    (a container's own: catches processes that left its session); returns how many."""
     count = 0
+    me = os.getpid()
     for stat in all_procs():
-        if stat.session == session and stat.pid != os.getpid():
+        if stat.pid == me:
+            continue
+        if stat.session == session or (mount_ns is not None and mount_namespace(stat.pid) == mount_ns):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(stat.pid, sig)
                 count += 1
@@ -129,6 +140,7 @@ class ContainerProcess:
         self.output_done: asyncio.Future[None] = self._loop.create_future()
         self.oom_killed = False
         self.exit_override: int | None = None
+        self.mount_ns: str | None = None
         self._open_streams = 0
         assert self._popen.stdout is not None and self._popen.stderr is not None
         for stream, pipe in (("stdout", self._popen.stdout), ("stderr", self._popen.stderr)):
@@ -176,11 +188,18 @@ class ContainerProcess:
             return False
         return killpg(self.pid, sig)
 
-    def kill_everything(self) -> None:
-        """SIGKILL the group and every process of the session, wherever its group went."""
+    def note_namespace(self) -> None:
+        """Remember the container's mount namespace (call once its setup is over)."""
+        ns = mount_namespace(self.pid)
+        if ns is not None and ns != mount_namespace(os.getpid()):
+            self.mount_ns = ns
+
+    def kill_everything(self) -> int:
+        """SIGKILL the group, then every process of the session or of the container's mount
+        namespace, wherever its group or session went. Blocking (scans /proc)."""
         if self.running:
             killpg(self.pid, signal.SIGKILL)
-        kill_session(self.pid)
+        return kill_session(self.pid, mount_ns=self.mount_ns)
 
     async def finish_output(self, timeout: float = 5.0) -> None:
         """Wait until the pipes are drained (a process that escaped the session may hold them)."""

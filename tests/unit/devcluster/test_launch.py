@@ -79,11 +79,15 @@ def test_mounts_parents_first() -> None:
     ("pod_sc", "sc", "identity"),
     [
         ({}, {}, Identity()),
-        ({"runAsUser": 1000}, {}, Identity(uid=1000, gid=0)),
-        ({"runAsUser": 1000, "runAsGroup": 3000}, {"runAsUser": 7}, Identity(uid=7, gid=3000)),
-        ({"runAsNonRoot": True}, {}, Identity(uid=65534, gid=0)),
+        ({"runAsUser": 1000}, {}, Identity(uid=1000, gid=0, groups=(0,))),
+        (
+            {"runAsUser": 1000, "runAsGroup": 3000},
+            {"runAsUser": 7},
+            Identity(uid=7, gid=3000, groups=(3000,)),
+        ),
+        ({"runAsNonRoot": True}, {}, Identity(uid=65534, gid=0, groups=(0,))),
         ({"fsGroup": 2000, "supplementalGroups": [5]}, {}, Identity(groups=(5, 2000))),
-        ({"runAsGroup": 9}, {}, Identity(gid=9)),
+        ({"runAsGroup": 9}, {}, Identity(gid=9, groups=(9,))),
     ],
 )
 def test_identity_for(pod_sc: dict[str, object], sc: dict[str, object], identity: Identity) -> None:
