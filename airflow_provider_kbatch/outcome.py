@@ -21,6 +21,8 @@ from airflow_provider_kbatch.submission import job_index_map
 
 CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
 LOG_TAIL_LINES = 20
+MAX_INDEXES_WITH_LOGS = 5
+MAX_LOGS = 12
 
 
 @dataclass(frozen=True)
@@ -30,21 +32,25 @@ class StageFailure:
 
 
 def _failure_logs(hook: Any, namespace: str, failures: list[Any], log: logging.Logger) -> dict[str, str]:
-    """Last log lines of one failed pod per index."""
-    seen: set[Any] = set()
+    """Last log lines of the failed pods of the first few failed indexes (describe_failure picks
+    one pod per index to show)."""
+    indexes: list[Any] = []
     logs: dict[str, str] = {}
     for failure in failures:
-        if failure.index in seen or failure.disruption:
+        if failure.disruption:
             continue
-        seen.add(failure.index)
+        if failure.index not in indexes:
+            if len(indexes) >= MAX_INDEXES_WITH_LOGS:
+                continue
+            indexes.append(failure.index)
+        if len(logs) >= MAX_LOGS:
+            break
         try:
             logs[failure.pod] = hook.read_pod_log(
                 namespace, failure.pod, failure.container, tail_lines=LOG_TAIL_LINES
             )
         except Exception as err:  # the pod may be gone already; the message still names exit codes
             log.debug("no log for pod %s: %s", failure.pod, err)
-        if len(logs) >= 5:
-            break
     return logs
 
 

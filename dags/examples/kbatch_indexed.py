@@ -18,7 +18,11 @@ with DAG(
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    params={"namespace": Param("default", type="string"), "fail_indexes": Param("", type="string")},
+    params={
+        "namespace": Param("default", type="string"),
+        "fail_indexes": Param("", type="string", description="indexes that fail on the first try"),
+        "fail_exit_code": Param(3, type="integer", description="42 is non-retryable (FailJob)"),
+    },
     tags=["kbatch", "example"],
 ) as dag:
     squares = KbatchJobOperator(
@@ -26,7 +30,7 @@ with DAG(
         namespace="{{ params.namespace }}",
         image="ghcr.io/example/kbatch-worker:0.1.0",
         command=["python", "-m", "airflow_provider_kbatch.examples.square"],
-        env={"FAIL_INDEXES": "{{ params.fail_indexes }}"},
+        env={"FAIL_INDEXES": "{{ params.fail_indexes }}", "FAIL_EXIT_CODE": "{{ params.fail_exit_code }}"},
         completions=8,
         parallelism=4,
         backoff_limit_per_index=1,

@@ -83,12 +83,16 @@ class AirflowEnv:
 @pytest.fixture(scope="session")
 def airflow_env(devcluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowEnv]:
     home = tmp_path_factory.mktemp("airflow_home")
+    dags = home / "dags"  # the examples plus the DAGs that exist only for tests
+    dags.mkdir()
+    (dags / "examples").symlink_to(REPO / "dags" / "examples")
+    (dags / "e2e").symlink_to(REPO / "tests" / "e2e" / "dags")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
     env.update(devcluster.cluster.env())
     env.update(
         {
             "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
