@@ -8,7 +8,6 @@ every index's result).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,6 +17,7 @@ from airflow_provider_kbatch.spec.intervals import IndexSet, map_local
 from airflow_provider_kbatch.spec.names import JobIdentity
 from airflow_provider_kbatch.status import describe_failure, job_outcome, pod_failures, pod_results
 from airflow_provider_kbatch.submission import job_index_map
+from airflow_provider_kbatch.waiter import Log
 
 CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
 LOG_TAIL_LINES = 20
@@ -31,7 +31,7 @@ class StageFailure:
     retryable: bool
 
 
-def _failure_logs(hook: Any, namespace: str, failures: list[Any], log: logging.Logger) -> dict[str, str]:
+def _failure_logs(hook: Any, namespace: str, failures: list[Any], log: Log) -> dict[str, str]:
     """Last log lines of the failed pods of the first few failed indexes (describe_failure picks
     one pod per index to show)."""
     indexes: list[Any] = []
@@ -73,7 +73,7 @@ def finish_stage(
     spec_hash: str,
     *,
     completions: int,
-    log: logging.Logger,
+    log: Log,
     output_name: str | None = None,
 ) -> tuple[dict[str, Any], StageFailure | None]:
     """Result for XCom and, when the Job failed, the failure to raise."""

@@ -17,10 +17,19 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.status import JobOutcome, job_outcome, progress_line
+
+
+class Log(Protocol):
+    """What the wait needs of a logger (stdlib ``logging.Logger`` and Airflow's both fit)."""
+
+    def info(self, *args: Any, **kwargs: Any) -> Any: ...
+    def warning(self, *args: Any, **kwargs: Any) -> Any: ...
+    def debug(self, *args: Any, **kwargs: Any) -> Any: ...
+
 
 JOB_INDEX_KEY = "batch.kubernetes.io/job-completion-index"
 CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
@@ -94,7 +103,7 @@ class _Watch:
         name: str,
         index_map: IndexSet | None,
         settings: WaitSettings,
-        log: logging.Logger,
+        log: Log,
         clock: Callable[[], float],
     ) -> None:
         self.hook, self.namespace, self.name = hook, namespace, name
@@ -228,7 +237,7 @@ async def wait_for_job(
     *,
     index_map: IndexSet | None = None,
     settings: WaitSettings | None = None,
-    log: logging.Logger | None = None,
+    log: Log | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> WaitResult:
     """Watch Job ``namespace/name`` until it finishes, is deleted, or waits in the queue too long."""

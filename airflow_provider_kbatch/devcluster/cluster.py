@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -452,7 +453,7 @@ class DevCluster:
             for name, value in (("kbatch-low", 100), ("kbatch-high", 1000)):
                 pc = {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
                       "metadata": {"name": name}, "value": value}  # fmt: skip
-                _create_ignoring_conflict(lambda pc=pc: scheduling.create_priority_class(pc))
+                _create_ignoring_conflict(partial(scheduling.create_priority_class, pc))
         finally:
             api.close()
 
