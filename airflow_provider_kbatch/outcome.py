@@ -145,5 +145,19 @@ def _result(
         "completed_indexes": str(completed),
         "failed_indexes": str(failed),
         "results": {str(k): v for k, v in sorted(results.items())},
+        "output": _output_of(record),
         "summary": f"{len(completed)}/{completions} indexes completed, {len(failed)} failed",
+    }
+
+
+def _output_of(record: Any) -> dict[str, Any] | None:
+    output = getattr(record, "output", None)
+    if output is None:
+        return None
+    return {
+        "name": output.name,
+        "manifest_digest": output.manifest_digest,
+        "bytes": output.bytes,
+        "records": output.records,
+        "contract": dict(output.contract) if output.contract else None,
     }

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_provider_kbatch.metrics import emit as emit_metrics
+from airflow_provider_kbatch.metrics import stage_metrics
 from airflow_provider_kbatch.outcome import finish_stage
 from airflow_provider_kbatch.spec.errors import KbatchSpecError
 from airflow_provider_kbatch.spec.manifest import build_job_manifest, spec_hash
@@ -354,6 +356,9 @@ class KbatchJobOperator(BaseOperator):
             completions=spec.completions,
             log=self.log,
         )
+        figures = stage_metrics(job, event, result)
+        emit_metrics(figures, succeeded=failure is None, tags={"dag_id": identity.dag_id,
+                     "task_id": identity.task_id, "namespace": event["namespace"]})  # fmt: skip
         if failure is None:
             return result
         if failure.retryable:
