@@ -288,9 +288,30 @@ class PodWorker:
         """Found running after a node restart: its processes are gone. Report it failed."""
         self.start_time = parse_rfc3339(status["startTime"]) if status.get("startTime") else time.time()
         now = time.time()
+        previous = {
+            s["name"]: s.get("state") or {}
+            for s in list(status.get("initContainerStatuses") or [])
+            + list(status.get("containerStatuses") or [])
+        }
         for st in self.init_states + self.states:
+            state = previous.get(st.name, {})
+            if state.get("terminated"):
+                done = state["terminated"]
+                st.terminated = Terminated(
+                    int(done.get("exitCode", 0)),
+                    done.get("reason") or "",
+                    parse_rfc3339(done["startedAt"]) if done.get("startedAt") else 0,
+                    parse_rfc3339(done["finishedAt"]) if done.get("finishedAt") else now,
+                    message=done.get("message") or "",
+                )
+                continue
+            started = (state.get("running") or {}).get("startedAt")
             st.terminated = Terminated(
-                137, "Error", 0, now, message="the process node restarted; process lost"
+                137,
+                "Error",
+                parse_rfc3339(started) if started else 0,
+                now,
+                message="the process node restarted; the container's processes were killed",
             )
         self.final_phase = "Failed"
         self.status_message = "the process node restarted while the pod ran"
@@ -601,6 +622,7 @@ class PodWorker:
         code = await proc.exited
         # What a runtime's PID namespace teardown does: nothing of the container outlives it.
         leftovers = await asyncio.to_thread(proc.kill_everything)
+        proc.release()
         if leftovers:
             log.info("pod %s: killed %d leftover processes of %s", self.key, leftovers, st.name)
         await proc.finish_output()

@@ -115,6 +115,13 @@ class ContainerState:
         return status
 
 
+def _initialized(container: ContainerState) -> bool:
+    """An init container is done when it succeeded; a sidecar (restartPolicy Always) once started."""
+    if container.sidecar:
+        return container.running_since is not None or container.last_terminated is not None
+    return container.succeeded
+
+
 def pod_phase(
     restart_policy: str,
     init: Sequence[ContainerState],
@@ -128,7 +135,7 @@ def pod_phase(
             continue
         if container.terminated is not None and not container.succeeded and restart_policy == "Never":
             return "Failed"
-    init_done = all(c.succeeded or (c.sidecar and c.running) for c in init)
+    init_done = all(_initialized(c) for c in init)
     if terminal:
         ran_all = init_done and all(c.terminated is not None for c in regular)
         return "Succeeded" if ran_all and all(c.succeeded for c in regular) else "Failed"
@@ -180,7 +187,7 @@ def pod_conditions(
     """``PodReadyToStartContainers``, ``Initialized``, ``ContainersReady``, ``Ready``
     (``PodScheduled`` belongs to the scheduler, ``DisruptionTarget`` to the API server)."""
     conditions = [_condition("PodReadyToStartContainers", sandbox and phase not in ("Succeeded", "Failed"))]
-    pending_init = [c.name for c in init if not (c.succeeded or (c.sidecar and c.running))]
+    pending_init = [c.name for c in init if not _initialized(c)]
     conditions.append(
         _condition(
             "Initialized",

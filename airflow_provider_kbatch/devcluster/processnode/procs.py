@@ -61,14 +61,16 @@ def all_procs() -> Iterator[ProcStat]:
                 yield stat
 
 
-def mount_namespace(pid: int) -> str | None:
+def mount_namespace(pid: int | str) -> tuple[int, int] | None:
+    """(device, inode) of a process's mount namespace."""
     try:
-        return os.readlink(f"/proc/{pid}/ns/mnt")
+        st = os.stat(f"/proc/{pid}/ns/mnt")
     except OSError:
         return None
+    return st.st_dev, st.st_ino
 
 
-def kill_session(session: int, sig: int = signal.SIGKILL, *, mount_ns: str | None = None) -> int:
+def kill_session(session: int, sig: int = signal.SIGKILL, *, mount_ns: tuple[int, int] | None = None) -> int:
     """Signal every live process of ``session`` or, when given, of the mount namespace ``mount_ns``
     (a container's own: catches processes that left its session); returns how many."""
     count = 0
@@ -140,7 +142,8 @@ class ContainerProcess:
         self.output_done: asyncio.Future[None] = self._loop.create_future()
         self.oom_killed = False
         self.exit_override: int | None = None
-        self.mount_ns: str | None = None
+        self.mount_ns: tuple[int, int] | None = None
+        self._ns_fd: int | None = None
         self._open_streams = 0
         assert self._popen.stdout is not None and self._popen.stderr is not None
         for stream, pipe in (("stdout", self._popen.stdout), ("stderr", self._popen.stderr)):
@@ -189,10 +192,28 @@ class ContainerProcess:
         return killpg(self.pid, sig)
 
     def note_namespace(self) -> None:
-        """Remember the container's mount namespace (call once its setup is over)."""
-        ns = mount_namespace(self.pid)
-        if ns is not None and ns != mount_namespace(os.getpid()):
-            self.mount_ns = ns
+        """Remember the container's mount namespace (call once its setup is over).
+
+        An open descriptor keeps the namespace alive: the kernel reuses the inode number of a
+        freed namespace at once, and a sweep by number would then hit another container.
+        """
+        try:
+            fd = os.open(f"/proc/{self.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) == mount_namespace("self"):
+            os.close(fd)
+            return
+        self._ns_fd = fd
+        self.mount_ns = (st.st_dev, st.st_ino)
+
+    def release(self) -> None:
+        """Let go of the mount namespace (after the last sweep)."""
+        if self._ns_fd is not None:
+            os.close(self._ns_fd)
+            self._ns_fd = None
+            self.mount_ns = None
 
     def kill_everything(self) -> int:
         """SIGKILL the group, then every process of the session or of the container's mount
@@ -232,7 +253,7 @@ def sweep_pid_files(root: Path) -> int:
             continue
         stat = proc_stat(pid)
         if stat is None or stat.start_ticks == ticks:  # else the id now belongs to someone else
-            killpg(pid, signal.SIGKILL)
+            killed += killpg(pid, signal.SIGKILL)
             killed += kill_session(pid)
         pid_file.unlink(missing_ok=True)
     return killed

@@ -62,9 +62,12 @@ def test_pod_phase(
     assert pod_phase(policy, init, regular, terminal=terminal) == phase
 
 
-def test_sidecar_init_container_running_counts_as_initialized() -> None:
+def test_sidecar_init_container_counts_as_initialized_once_started() -> None:
     sidecar = ContainerState("side", init=True, sidecar=True, running_since=1.0)
     assert pod_phase("Never", [sidecar], [running()]) == "Running"
+    sidecar.terminated = Terminated(143, "Error", 1.0, 2.0)  # stopped after the main container
+    assert pod_phase("Never", [sidecar], [exited(0)]) == "Succeeded"
+    assert pod_phase("Never", [ContainerState("side", init=True, sidecar=True)], [waiting()]) == "Pending"
 
 
 def test_conditions_while_running_and_after() -> None:
