@@ -1,0 +1,159 @@
+"""Example 4: a daily DAG backfilled with ``airflow backfill create`` and executed by a real
+scheduler (LocalExecutor) and triggerer against the local cluster. Several dates run at once; no
+two runs share a Job name or a ledger ConfigMap, and each run's pods saw their own date."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+from airflow_provider_kbatch.pipeline import ledger as ledger_rules
+from airflow_provider_kbatch.spec import names
+from tests.e2e.scheduler import (
+    AirflowScheduler,
+    Run,
+    airflow_scheduler,  # noqa: F401 -- the fixture
+    overlapping,
+)
+
+DAG_ID = "kbatch_example_daily"
+DAG_FILE = "kbatch_daily.py"
+FROM, TO = "2026-01-01", "2026-01-05"
+MAX_ACTIVE_RUNS = 3
+TASKS = ("extract", "report")
+MANAGED = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
+
+
+def max_concurrent(runs: list[Run]) -> int:
+    """The largest number of runs in the running state at the same instant."""
+    events = []
+    for run in runs:
+        assert run.start_date and run.end_date, run
+        events += [(run.start_date, 1), (run.end_date, -1)]
+    events.sort()  # at equal times the end (-1) sorts first: touching intervals do not overlap
+    level = peak = 0
+    for _, step in events:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+def expected_dates() -> list[str]:
+    start, end = datetime.date.fromisoformat(FROM), datetime.date.fromisoformat(TO)
+    return [(start + datetime.timedelta(days=d)).isoformat() for d in range((end - start).days + 1)]
+
+
+@pytest.mark.timeout(900)
+def test_backfill_runs_dates_at_once_without_collisions(
+    airflow_scheduler: AirflowScheduler,  # noqa: F811
+    devcluster: Any,
+) -> None:
+    sched = airflow_scheduler
+    namespace = devcluster.namespace("backfill")
+    sched.wait_dag(DAG_ID, timeout=120)
+    errors = {f: e for f, e in sched.import_errors().items() if f.endswith(DAG_FILE)}
+    assert not errors, errors
+
+    started = time.monotonic()
+    # created while the DAG is still paused (its runs wait, queued), then unpaused: the scheduler
+    # writes nothing for this DAG while the backfill's runs go into the SQLite database
+    backfill_id = sched.backfill(
+        DAG_ID, FROM, TO, conf={"namespace": namespace}, max_active_runs=MAX_ACTIVE_RUNS
+    )
+    sched.unpause(DAG_ID)
+    runs = sched.wait_runs(DAG_ID, len(expected_dates()), backfill_id=backfill_id, timeout=600)
+    elapsed = time.monotonic() - started
+
+    # every date ran, as a backfill run, and succeeded -- every task too
+    assert sorted(r.logical_date.date().isoformat() for r in runs if r.logical_date) == expected_dates()
+    assert {r.run_type for r in runs} == {"backfill"}
+    assert [r.run_id for r in runs if r.state != "success"] == [], sched.report(DAG_ID)
+    tries: dict[tuple[str, str], int] = {}
+    for run in runs:
+        states = sched.task_instances(DAG_ID, run.run_id)
+        assert {t: s for (t, _), (s, _) in states.items()} == dict.fromkeys(TASKS, "success"), (
+            run.run_id,
+            states,
+        )
+        tries.update({(run.run_id, t): n for (t, _), (_, n) in states.items()})
+    retried = {k: n for k, n in tries.items() if n > 1}
+    print(  # noqa: T201 -- the figures, shown with -s
+        f"backfill of {len(runs)} dates took {elapsed:.1f}s (max {MAX_ACTIVE_RUNS} at once); "
+        f"deployment start-up {sched.startup_seconds:.1f}s; Airflow retries: {retried or 'none'}"
+    )
+
+    # several dates really ran at once, and never more than the backfill allows
+    assert overlapping(runs), [(r.run_id, r.start_date, r.end_date) for r in runs]
+    assert 2 <= max_concurrent(runs) <= MAX_ACTIVE_RUNS
+
+    jobs = _check_jobs(devcluster, namespace, tries)
+    _check_ledgers(devcluster, namespace, jobs)
+
+    # each run's pods saw that run's own date and run id; the report read its own extract's results
+    for run in runs:
+        ds = run.logical_date.date().isoformat() if run.logical_date else None
+        extract = sched.xcom(DAG_ID, run.run_id, "extract")
+        assert extract["namespace"] == namespace, extract
+        assert sorted(extract["results"]) == ["0", "1", "2"], extract
+        report = sched.xcom(DAG_ID, run.run_id, "report")
+        assert report["results"]["0"] == {
+            "ds": ds,
+            "run_id": run.run_id,
+            "indexes": [0, 1, 2],
+            "sum_of_squares": 5,
+        }, report
+
+
+def _check_jobs(devcluster: Any, namespace: str, tries: dict[tuple[str, str], int]) -> dict[str, str]:
+    """Every Job belongs to one (run, task), is named by the pure naming rule, and no name repeats.
+
+    Returns Job name -> run id."""
+    jobs = devcluster.batch().list_namespaced_job(namespace, label_selector=MANAGED).items
+    by_task: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    for job in jobs:
+        annotations = job.metadata.annotations or {}
+        key = (annotations.get(names.ANNOTATION_RUN_ID, "?"), annotations.get(names.ANNOTATION_TASK_ID, "?"))
+        by_task[key].append(job)
+        generation = int(job.metadata.labels[names.LABEL_ATTEMPT])
+        identity = names.JobIdentity(dag_id=DAG_ID, task_id=key[1], run_id=key[0])
+        assert job.metadata.name == names.job_name(identity, generation), (key, job.metadata.name)
+    assert set(by_task) == set(tries), sorted(by_task)
+    for key, task_jobs in by_task.items():
+        # one Job per task instance; an Airflow retry may add one of a new generation, never more
+        assert 1 <= len(task_jobs) <= tries[key], (key, tries[key], [j.metadata.name for j in task_jobs])
+        latest = max(task_jobs, key=lambda j: int(j.metadata.labels[names.LABEL_ATTEMPT]))
+        conditions = {c.type: c.status for c in latest.status.conditions or []}
+        assert conditions.get("Complete") == "True", (latest.metadata.name, conditions)
+    all_names = [job.metadata.name for job in jobs]
+    assert len(all_names) == len(set(all_names)), all_names
+    return {job.metadata.name: job.metadata.annotations[names.ANNOTATION_RUN_ID] for job in jobs}
+
+
+def _check_ledgers(devcluster: Any, namespace: str, run_of_job: dict[str, str]) -> None:
+    """One ledger ConfigMap per run, and a run's ledger names only that run's Jobs."""
+    run_ids = set(run_of_job.values())
+    config_maps = (
+        devcluster.core().list_namespaced_config_map(namespace, label_selector="kbatch.io/ledger=true").items
+    )
+    run_by_key = {names.run_key(run_id): run_id for run_id in run_ids}
+    assert len(run_by_key) == len(run_ids), run_by_key  # run keys (label values) are distinct too
+    ledger_keys = [cm.metadata.labels.get(names.LABEL_RUN_KEY) for cm in config_maps]
+    assert sorted(ledger_keys) == sorted(run_by_key), ledger_keys  # one ledger per run, no more
+    cm_names = [cm.metadata.name for cm in config_maps]
+    assert len(set(cm_names)) == len(cm_names), cm_names
+    for cm in config_maps:
+        run_id = run_by_key[cm.metadata.labels[names.LABEL_RUN_KEY]]
+        assert cm.metadata.name == ledger_rules.ledger_name(DAG_ID, run_id), cm.metadata.name
+        for task_id in TASKS:
+            record = ledger_rules.read_stage(cm.data, ledger_rules.stage_key(task_id))
+            assert record is not None, (run_id, task_id, cm.data)
+            assert record.state == "succeeded", (run_id, task_id, record)
+            assert record.attempts, (run_id, task_id, record)
+            # the Job of the last attempt exists and is this run's; no attempt names another run's Job
+            assert run_of_job.get(record.attempts[-1].job) == run_id, (run_id, task_id, record.attempts)
+            foreign = {a.job for a in record.attempts if run_of_job.get(a.job, run_id) != run_id}
+            assert not foreign, (run_id, task_id, foreign)
