@@ -17,7 +17,8 @@ if [ ! -x "$venv/bin/airflow" ] || [ ! -f "$venv/.complete" ]; then
   touch "$venv/.complete"
 fi
 # Always point the editable install at this checkout (CI clones elsewhere).
-if ! "$venv/bin/python" -c "import airflow_provider_kbatch, sys; sys.exit(0 if airflow_provider_kbatch.__file__.startswith('$here/') else 1)" 2>/dev/null; then
+# (checked from / so that the current directory does not shadow the installed package)
+if ! (cd / && "$venv/bin/python" -c "import airflow_provider_kbatch, sys; sys.exit(0 if airflow_provider_kbatch.__file__.startswith('$here/') else 1)") 2>/dev/null; then
   "$venv/bin/pip" install -q --no-deps -e "$here" >&2
 fi
 echo "$venv"
