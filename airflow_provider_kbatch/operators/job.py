@@ -419,9 +419,17 @@ class _JobRefOperator(BaseOperator):
         )
 
     def job_names(self) -> list[str]:
-        if self.job_name:
+        # Checked after templating: an empty name or selector must not fall through to a list
+        # with an empty selector, which matches (and would delete) every Job in the namespace.
+        if self.job_name is not None:
+            if not self.job_name.strip():
+                raise AirflowFailException(f"{type(self).__name__}: job_name is empty (after templating)")
             return [self.job_name]
-        return [j["metadata"]["name"] for j in self.hook.list_jobs(self.namespace, self.label_selector or "")]
+        if not (self.label_selector or "").strip():
+            raise AirflowFailException(
+                f"{type(self).__name__}: label_selector is empty (after templating); it would match every Job"
+            )
+        return [j["metadata"]["name"] for j in self.hook.list_jobs(self.namespace, self.label_selector)]
 
 
 class KbatchDeleteJobOperator(_JobRefOperator):

@@ -1,19 +1,22 @@
 """KbatchJobSensor: wait for an existing Job (by name or label selector) to finish.
 
 Poke and reschedule modes read the Job once per poke; ``deferrable=True`` hands the wait to
-:class:`~airflow_provider_kbatch.triggers.job.KbatchJobTrigger` (a watch, not a poll). The
-sensor does not own the Job: killing the sensor never deletes it.
+:class:`~airflow_provider_kbatch.triggers.job.KbatchJobTrigger` (a watch, not a poll), one
+unfinished Job at a time, and -- while nothing matches yet -- looks again every
+``poke_interval`` from the triggerer too. The sensor does not own the Job: killing the sensor
+never deletes it (the trigger's ``on_kill_action`` is ``"keep"``).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 from airflow_provider_kbatch.status import job_outcome
 from airflow_provider_kbatch.triggers.job import KbatchJobTrigger
@@ -30,7 +33,8 @@ class KbatchJobSensor(BaseSensorOperator):
     :param job_name: the Job to wait for (templated); or
     :param label_selector: every Job matching it must complete (templated); at least one must exist.
     :param namespace: namespace (templated).
-    :param deferrable: wait in the triggerer with a watch (``job_name`` or a selector matching one Job).
+    :param deferrable: wait in the triggerer: a watch of each unfinished Job in turn; while no Job
+        matches yet, a timer of ``poke_interval``. ``timeout`` bounds the whole wait.
     """
 
     template_fields: Sequence[str] = ("job_name", "label_selector", "namespace")
@@ -67,17 +71,22 @@ class KbatchJobSensor(BaseSensorOperator):
         )
 
     def _jobs(self) -> list[dict[str, Any]]:
-        if self.job_name:
+        # Checked after templating: an empty name or selector would otherwise match every Job
+        # in the namespace (a list with an empty selector).
+        if self.job_name is not None:
+            if not self.job_name.strip():
+                raise AirflowFailException("KbatchJobSensor: job_name is empty (after templating)")
             job = self.hook.get_job(self.namespace, self.job_name)
             return [job] if job else []
-        return self.hook.list_jobs(self.namespace, self.label_selector or "")
+        if not (self.label_selector or "").strip():
+            raise AirflowFailException(
+                "KbatchJobSensor: label_selector is empty (after templating); it would match every Job"
+            )
+        return self.hook.list_jobs(self.namespace, self.label_selector)
 
-    def poke(self, context: Context) -> bool:
-        jobs = self._jobs()
-        if not jobs:
-            self.log.info("no job %s in %s yet", self.job_name or self.label_selector, self.namespace)
-            return False
-        done = True
+    def _unfinished(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The Jobs still running; raises when one failed (FailJob: without Airflow retries)."""
+        unfinished = []
         for job in jobs:
             name = job["metadata"]["name"]
             outcome = job_outcome(job)
@@ -85,40 +94,84 @@ class KbatchJobSensor(BaseSensorOperator):
                 message = f"job {self.namespace}/{name} failed: {outcome.reason}: {outcome.message}"
                 raise AirflowException(message) if outcome.retryable else AirflowFailException(message)
             if not outcome.finished:
-                done = False
                 self.log.info("job %s/%s not finished yet", self.namespace, name)
-        return done
+                unfinished.append(job)
+        return unfinished
+
+    def poke(self, context: Context) -> bool:
+        jobs = self._jobs()
+        if not jobs:
+            self.log.info("no job %s in %s yet", self.job_name or self.label_selector, self.namespace)
+            return False
+        return not self._unfinished(jobs)
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        if self.poke(context):
-            return None
+        return self._check_or_defer(None)
+
+    def _check_or_defer(self, deadline: float | None) -> None:
+        """Deferrable mode: done, or defer on the next unfinished Job (or a timer while none exists).
+
+        ``deadline`` (epoch seconds) travels through the deferrals so ``timeout`` bounds the
+        whole wait, not each Job's.
+        """
+        now = time.time()
+        deadline = now + self.timeout if deadline is None else deadline
         jobs = self._jobs()
-        if len(jobs) != 1:
-            raise AirflowException(
-                f"deferrable KbatchJobSensor needs exactly one job; {self.label_selector!r} matches {len(jobs)}"
+        unfinished = self._unfinished(jobs)
+        if jobs and not unfinished:
+            self.log.info("job(s) %s in %s completed", self.job_name or self.label_selector, self.namespace)
+            return None
+        remaining = deadline - now
+        if remaining <= 0:
+            raise AirflowSensorTimeout(
+                f"KbatchJobSensor timed out after {self.timeout}s waiting for "
+                f"{self.job_name or self.label_selector} in {self.namespace}"
             )
-        timeout = timedelta(seconds=self.timeout) if self.timeout else None
+        if not jobs:
+            from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+
+            self.log.info(
+                "no job %s in %s yet; looking again in %ss",
+                self.job_name or self.label_selector,
+                self.namespace,
+                self.poke_interval,
+            )
+            self.defer(
+                trigger=TimeDeltaTrigger(timedelta(seconds=min(float(self.poke_interval), remaining))),
+                method_name="resume_wait",
+                kwargs={"deadline": deadline},
+            )
+        job = unfinished[0]
         self.defer(
             trigger=KbatchJobTrigger(
-                job_name=jobs[0]["metadata"]["name"],
+                job_name=job["metadata"]["name"],
                 namespace=self.namespace,
                 conn_id=self.conn_id,
-                job_uid=jobs[0]["metadata"].get("uid"),
+                job_uid=job["metadata"].get("uid"),
                 wait={"stream_logs": False},
                 on_kill_action="keep",
                 cluster_context=self.cluster_context,
                 config_file=self.config_file,
             ),
             method_name="execute_complete",
-            timeout=timeout,
+            kwargs={"deadline": deadline},
+            timeout=timedelta(seconds=remaining),
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> None:
+    def resume_wait(self, context: Context, event: Any = None, deadline: float | None = None) -> None:
+        """The timer fired: look for the Job(s) again."""
+        return self._check_or_defer(deadline)
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any], deadline: float | None = None
+    ) -> None:
         if event.get("status") == "finished" and event.get("succeeded"):
             self.log.info("job %s/%s completed", event["namespace"], event["name"])
-            return
+            if self.job_name is not None:
+                return None
+            return self._check_or_defer(deadline)  # other Jobs of the selector may still run
         message = f"job {event.get('namespace')}/{event.get('name')} did not complete: {event}"
         if event.get("status") == "finished" and not event.get("retryable", True):
             raise AirflowFailException(message)
