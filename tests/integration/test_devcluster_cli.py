@@ -1,0 +1,65 @@
+"""The people-facing command: `up` twice is harmless, `env` works for kubectl, `down` leaves
+nothing running, `/version` reports the real release, and restarting the API server is survived."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CLI = [sys.executable, "-m", "airflow_provider_kbatch.devcluster"]
+
+
+def _processes_mentioning(marker: str) -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            found.append(f"{proc.name}: {cmdline[:120]}")
+    return found
+
+
+def test_up_twice_env_version_restart_and_down(tmp_path):
+    state = tmp_path / "cluster"
+    cli = [*CLI, "--state-dir", str(state)]
+    first = subprocess.run([*cli, "up"], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    try:
+        pids = json.loads((state / "state.json").read_text())["pids"]
+        again = subprocess.run([*cli, "up"], capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0, again.stderr
+        assert "already running" in again.stderr
+        assert json.loads((state / "state.json").read_text())["pids"] == pids, "second up restarted something"
+
+        status = json.loads(
+            subprocess.run([*cli, "status"], capture_output=True, text=True, check=True).stdout
+        )
+        assert status["ready"] and all(status["components"].values()) and status["version"] == "v1.36.3"
+
+        exports = subprocess.run([*cli, "env"], capture_output=True, text=True, check=True).stdout
+        env = dict(os.environ)
+        script = exports + "\nkubectl version -o json\n"
+        version = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60)
+        assert version.returncode == 0, version.stderr
+        assert json.loads(version.stdout)["serverVersion"]["gitVersion"] == "v1.36.3"
+
+        restart = subprocess.run(
+            [*cli, "fault", "restart-apiserver"], capture_output=True, text=True, timeout=180
+        )
+        assert restart.returncode == 0, restart.stderr
+        nodes = subprocess.run(
+            ["bash", "-c", exports + "\nkubectl get nodes -o name"], capture_output=True, text=True
+        )
+        assert "node/kbatch-node-0" in nodes.stdout
+    finally:
+        down = subprocess.run([*cli, "down"], capture_output=True, text=True, timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert _processes_mentioning(str(state)) == []
+    assert not state.exists()
