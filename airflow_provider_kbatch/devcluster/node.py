@@ -43,9 +43,9 @@ from airflow_provider_kbatch.devcluster.processnode.kubeapi import (
     q,
 )
 from airflow_provider_kbatch.devcluster.processnode.launch import Tools
-from airflow_provider_kbatch.devcluster.processnode.pods import MemoryWatch, NodeContext, PodWorker
+from airflow_provider_kbatch.devcluster.processnode.pods import NodeContext, PodWorker
 from airflow_provider_kbatch.devcluster.processnode.podstatus import rfc3339
-from airflow_provider_kbatch.devcluster.processnode.procs import sweep_pid_files
+from airflow_provider_kbatch.devcluster.processnode.procs import MemoryWatch, sweep_pid_files
 from airflow_provider_kbatch.devcluster.processnode.provisioner import Provisioner
 from airflow_provider_kbatch.devcluster.processnode.server import (
     SOCKET_NAME,

@@ -11,6 +11,8 @@ Entry point: ``python -m airflow_provider_kbatch.devcluster.node``. The modules 
 - ``containerlogs``: CRI-format log files and the reader behind ``/containerLogs``.
 - ``kubeapi``: a small asyncio client over raw JSON (no model classes: cheap at 1,000 pods).
 - ``provisioner``: the ``kbatch.io/process-node`` volume provisioner.
+- ``procs``: container processes on the event loop (pidfd, pipes), sweeps, the memory limit.
+- ``podapi``: the API calls of one pod (references, tokens, status patches, Events, deletion).
 - ``pods``: one pod's lifecycle on the node.
 - ``server``: the kubelet HTTPS endpoint and the node's unix control socket.
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_kbatch.devcluster.processnode.containerlogs import LogWriter, log_path
-from airflow_provider_kbatch.devcluster.processnode.kubeapi import STRATEGIC_PATCH, ApiError, KubeClient, q
+from airflow_provider_kbatch.devcluster.processnode.kubeapi import ApiError, KubeClient
 from airflow_provider_kbatch.devcluster.processnode.launch import (
     LaunchError,
     Mount,
@@ -38,13 +38,13 @@ from airflow_provider_kbatch.devcluster.processnode.launch import (
     identity_for,
     launch_argv,
 )
+from airflow_provider_kbatch.devcluster.processnode.podapi import PodApi, PodGone
 from airflow_provider_kbatch.devcluster.processnode.podenv import (
     ConfigError,
     ObjectSource,
     container_env,
     expand_command,
     parse_quantity,
-    referenced_objects,
 )
 from airflow_provider_kbatch.devcluster.processnode.podstatus import (
     Backoff,
@@ -62,7 +62,7 @@ from airflow_provider_kbatch.devcluster.processnode.podstatus import (
 )
 from airflow_provider_kbatch.devcluster.processnode.procs import (
     ContainerProcess,
-    group_rss,
+    MemoryWatch,
     read_fd_to_end,
     write_pid_file,
 )
@@ -70,11 +70,9 @@ from airflow_provider_kbatch.devcluster.processnode.volumes import (
     Volume,
     VolumeContext,
     VolumeError,
-    claim_name,
     container_mounts,
     prepare_volumes,
     remove_pod_volumes,
-    token_requests,
 )
 
 log = logging.getLogger(__name__)
@@ -84,37 +82,6 @@ RETRY_SETUP_SECONDS = 2.0
 DEFAULT_GRACE = 30
 SHUTDOWN_MESSAGE = "Pod was terminated in response to imminent node shutdown."
 DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
-
-
-class MemoryWatch:
-    """Enforces ``limits.memory``: the resident memory of a container's process group is checked
-    every ``interval`` seconds; above the limit the group is SIGKILLed and the container reported
-    ``OOMKilled`` (exit code 137). No cgroups: this is a polling approximation."""
-
-    def __init__(self, interval: float = 1.0) -> None:
-        self.interval = interval
-        self._procs: dict[int, tuple[ContainerProcess, int, str]] = {}
-
-    def register(self, proc: ContainerProcess, limit: int, what: str) -> None:
-        self._procs[proc.pid] = (proc, limit, what)
-
-    def unregister(self, proc: ContainerProcess) -> None:
-        self._procs.pop(proc.pid, None)
-
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            if not self._procs:
-                continue
-            usage = group_rss(set(self._procs))
-            for pid, (proc, limit, what) in list(self._procs.items()):
-                if proc.running and usage.get(pid, 0) > limit:
-                    log.warning(
-                        "%s uses %d bytes > limit %d: killing it (OOMKilled)", what, usage[pid], limit
-                    )
-                    proc.oom_killed = True
-                    proc.signal(signal.SIGKILL)
-                    self.unregister(proc)
 
 
 @dataclass
@@ -197,6 +164,7 @@ class PodWorker:
         self.objects = ObjectSource()
         self.volumes: dict[str, Volume] = {}
         self.backoff = Backoff(ctx.restart_backoff, ctx.restart_backoff_cap)
+        self.api = PodApi(ctx.client, pod)
         self._version = 0
         self._synced = 0
         self._sync_task: asyncio.Task[None] | None = None
@@ -232,6 +200,9 @@ class PodWorker:
         if self.stop_reason is None:
             self.stop_reason = reason
             log.info("stopping pod %s (%s, grace %.0fs)", self.key, reason, grace)
+            if self.procs:
+                names = ", ".join(sorted(self.procs))
+                self.api.event("Killing", f"Stopping container {names} ({reason})", kind="Normal")
         deadline = time.monotonic() + max(0.0, grace)
         if self.kill_deadline is None or deadline < self.kill_deadline:
             self.kill_deadline = deadline
@@ -320,13 +291,13 @@ class PodWorker:
         """Fetch what the pod refers to and create its volumes; retried until it works or stops."""
         while not self.stopping.is_set():
             try:
-                await self._fetch_objects()
+                await self.api.fetch_objects(self.pod, self.objects)
                 ctx = VolumeContext(
                     pod=self.pod,
                     pod_dir=self.dir,
                     objects=self.objects,
-                    claim_paths=await self._claim_paths(),
-                    tokens=await self._tokens(),
+                    claim_paths=await self.api.claim_paths(self.pod),
+                    tokens=await self.api.tokens(self.pod),
                     allocatable=self.ctx.allocatable,
                 )
                 self.volumes = await asyncio.to_thread(prepare_volumes, ctx)
@@ -334,6 +305,7 @@ class PodWorker:
                 return True
             except (VolumeError, ConfigError, ApiError, OSError) as err:
                 log.warning("pod %s: volumes not ready: %s", self.key, err)
+                self.api.event("FailedMount", str(err))
                 for st in self.states + self.init_states:
                     st.waiting_message = f"FailedMount: {err}"
                 self.sync()
@@ -402,6 +374,7 @@ class PodWorker:
         assert self.start_time is not None
         await asyncio.sleep(max(0.0, self.start_time + seconds - time.time()))
         self.status_reason, self.status_message = "DeadlineExceeded", DEADLINE_MESSAGE
+        self.api.event("DeadlineExceeded", DEADLINE_MESSAGE, kind="Normal")
         self.request_stop("deadline", _grace(self.pod))
 
     async def _finalize_deletion(self) -> None:
@@ -411,63 +384,7 @@ class PodWorker:
         if self._delete_sent:
             return
         self._delete_sent = True
-        body = {"gracePeriodSeconds": 0, "preconditions": {"uid": self.uid}}
-        try:
-            await self.ctx.client.request(
-                "DELETE", f"/api/v1/namespaces/{q(self.namespace)}/pods/{q(self.name)}", body=body
-            )
-        except ApiError as err:
-            if err.status not in (404, 409):
-                log.warning("pod %s: final delete failed: %s", self.key, err)
-
-    # ------------------------------------------------------------------ API lookups
-    async def _fetch_objects(self) -> None:
-        config_maps, secrets = referenced_objects(self.pod)
-        ns = q(self.namespace)
-        for name in config_maps:
-            path = f"/api/v1/namespaces/{ns}/configmaps/{q(name)}"
-            self.objects.config_maps[name] = await self.ctx.client.get_or_none(path)
-        for name in secrets:
-            path = f"/api/v1/namespaces/{ns}/secrets/{q(name)}"
-            self.objects.secrets[name] = await self.ctx.client.get_or_none(path)
-
-    async def _claim_paths(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for volume in self.pod["spec"].get("volumes") or []:
-            claim = claim_name(self.pod, volume)
-            if claim is None:
-                continue
-            pvc = await self.ctx.client.get_or_none(
-                f"/api/v1/namespaces/{q(self.namespace)}/persistentvolumeclaims/{q(claim)}"
-            )
-            if pvc is None:
-                raise VolumeError(f'persistentvolumeclaim "{claim}" not found')
-            if (pvc.get("status") or {}).get("phase") != "Bound":
-                raise VolumeError(f'persistentvolumeclaim "{claim}" is not bound yet')
-            pv = await self.ctx.client.get(f"/api/v1/persistentvolumes/{q(pvc['spec']['volumeName'])}")
-            path = (pv["spec"].get("hostPath") or pv["spec"].get("local") or {}).get("path")
-            if not path:
-                raise VolumeError(f"volume {pv['metadata']['name']} has no hostPath or local path")
-            out[claim] = str(path)
-        return out
-
-    async def _tokens(self) -> dict[tuple[str, int], str]:
-        out = {}
-        account = self.pod["spec"].get("serviceAccountName") or "default"
-        for audience, seconds in token_requests(self.pod, ""):
-            body = {
-                "apiVersion": "authentication.k8s.io/v1",
-                "kind": "TokenRequest",
-                "spec": {
-                    "audiences": [audience] if audience else [],
-                    "expirationSeconds": seconds,
-                    "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": self.name, "uid": self.uid},
-                },
-            }
-            path = f"/api/v1/namespaces/{q(self.namespace)}/serviceaccounts/{q(account)}/token"
-            response = await self.ctx.client.request("POST", path, body=body)
-            out[(audience, seconds)] = response["status"]["token"]
-        return out
+        await self.api.delete_now()
 
     # ------------------------------------------------------------------ containers
     def _should_restart(self, st: ContainerState) -> bool:
@@ -493,6 +410,7 @@ class PodWorker:
             if stop.is_set() or not self._should_restart(st):
                 return
             delay = self.backoff.next_delay(st.name)
+            self.api.event("BackOff", f"Back-off restarting failed container {st.name} in pod {self.name}")
             st.restarting(
                 "CrashLoopBackOff",
                 f"back-off {delay:g}s restarting failed container={st.name} "
@@ -518,6 +436,7 @@ class PodWorker:
 
     def _start_error(self, st: ContainerState, message: str) -> None:
         log.warning("pod %s container %s: cannot start: %s", self.key, st.name, message)
+        self.api.event("Failed", f"Error: {message}")
         st.terminated = Terminated(128, "StartError", 0, time.time(), message=message)
 
     async def _configure(
@@ -549,10 +468,11 @@ class PodWorker:
                 return argv, env
             except (ConfigError, VolumeError) as err:
                 st.waiting_reason, st.waiting_message = "CreateContainerConfigError", str(err)
+                self.api.event("Failed", f"Error: {err}")
                 self.sync()
                 if not await self._sleep_or_stop(RETRY_SETUP_SECONDS, stop):
                     with contextlib.suppress(ApiError):
-                        await self._fetch_objects()
+                        await self.api.fetch_objects(self.pod, self.objects)
             except LaunchError as err:
                 self._start_error(st, str(err))
                 return None
@@ -751,27 +671,16 @@ class PodWorker:
 
     async def _sync_loop(self) -> None:
         delay = 0.2
-        conflicts = 0
-        path = f"/api/v1/namespaces/{q(self.namespace)}/pods/{q(self.name)}/status"
         while self._synced < self._version and not self.gone:
             version = self._version
-            body = {"metadata": {"uid": self.uid}, "status": self.status_body(time.time())}
             try:
-                await self.ctx.client.request("PATCH", path, body=body, content_type=STRATEGIC_PATCH)
+                await self.api.patch_status(self.status_body(time.time()))
                 self._synced = version
                 delay = 0.2
+            except PodGone:
+                log.info("pod %s is gone; no more status updates", self.key)
+                self.gone = True
             except ApiError as err:
-                if err.status == 404 or (err.status == 409 and conflicts >= 3):
-                    log.info("pod %s is gone (%s); no more status updates", self.key, err.status)
-                    self.gone = True
-                    return
-                if err.status == 409:
-                    conflicts += 1
-                    continue
-                if err.status in (400, 403, 422):
-                    log.error("pod %s: status update rejected: %s", self.key, err)
-                    self._synced = version
-                    return
                 log.warning("pod %s: status update failed (%s); retrying", self.key, err)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5)

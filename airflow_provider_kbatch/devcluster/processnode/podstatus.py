@@ -188,18 +188,20 @@ def pod_conditions(
     (``PodScheduled`` belongs to the scheduler, ``DisruptionTarget`` to the API server)."""
     conditions = [_condition("PodReadyToStartContainers", sandbox and phase not in ("Succeeded", "Failed"))]
     pending_init = [c.name for c in init if not _initialized(c)]
-    conditions.append(
-        _condition(
-            "Initialized",
-            not pending_init or phase == "Succeeded",
-            "ContainersNotInitialized",
-            f"containers with incomplete status: [{' '.join(pending_init)}]",
-        )
+    regular_started = any(c.running_since is not None or c.last_terminated is not None for c in regular)
+    initialized = _condition(
+        "Initialized",
+        not pending_init or phase == "Succeeded" or regular_started,
+        "ContainersNotInitialized",
+        f"containers with incomplete status: [{' '.join(pending_init)}]",
     )
+    if phase == "Succeeded":
+        initialized["reason"] = "PodCompleted"
+    conditions.append(initialized)
     if phase in ("Succeeded", "Failed"):
         ready, reason, message = False, "PodCompleted" if phase == "Succeeded" else "PodFailed", ""
     else:
-        unready = [c.name for c in regular if not c.running]
+        unready = [c.name for c in [*init, *regular] if (c.sidecar or not c.init) and not c.running]
         ready = not unready
         reason = "ContainersNotReady"
         message = f"containers with unready status: [{' '.join(unready)}]"

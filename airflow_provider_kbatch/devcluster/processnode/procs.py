@@ -267,3 +267,34 @@ def group_rss(pgids: set[int]) -> dict[int, int]:
         if stat.pgrp in out:
             out[stat.pgrp] += stat.rss_pages * page
     return out
+
+
+class MemoryWatch:
+    """Enforces ``limits.memory``: the resident memory of a container's process group is checked
+    every ``interval`` seconds; above the limit the group is SIGKILLed and the container reported
+    ``OOMKilled`` (exit code 137). No cgroups: this is a polling approximation."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self._procs: dict[int, tuple[ContainerProcess, int, str]] = {}
+
+    def register(self, proc: ContainerProcess, limit: int, what: str) -> None:
+        self._procs[proc.pid] = (proc, limit, what)
+
+    def unregister(self, proc: ContainerProcess) -> None:
+        self._procs.pop(proc.pid, None)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            if not self._procs:
+                continue
+            usage = group_rss(set(self._procs))
+            for pid, (proc, limit, what) in list(self._procs.items()):
+                if proc.running and usage.get(pid, 0) > limit:
+                    log.warning(
+                        "%s uses %d bytes > limit %d: killing it (OOMKilled)", what, usage[pid], limit
+                    )
+                    proc.oom_killed = True
+                    proc.signal(signal.SIGKILL)
+                    self.unregister(proc)
