@@ -171,6 +171,7 @@ class PodWorker:
         self._tick = asyncio.Event()
         self._sidecar_tasks: list[asyncio.Task[None]] = []
         self._delete_sent = False
+        self._background: set[asyncio.Task[None]] = set()
         self._conditions_sent = {c["type"]: c for c in (pod.get("status") or {}).get("conditions") or []}
 
     # ------------------------------------------------------------------ inputs from the node
@@ -187,7 +188,9 @@ class PodWorker:
         if not self.done.is_set():
             self.request_stop("deleted", float(meta.get("deletionGracePeriodSeconds") or 0))
         elif not self._delete_sent:
-            asyncio.create_task(self._finalize_deletion())
+            task = asyncio.create_task(self._finalize_deletion())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def forget(self) -> None:
         """The pod object is gone from the API (force deletion, or finalized)."""
@@ -215,11 +218,26 @@ class PodWorker:
             await self._run()
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as err:
             log.exception("pod %s: the process node failed running it", self.key)
             await self._stop_processes()
+            await self._report_crash(err)
         finally:
             self.done.set()
+
+    async def _report_crash(self, err: Exception) -> None:
+        """A bug in the node must not leave the pod Pending forever: report it Failed."""
+        now = time.time()
+        for st in self.init_states + self.states:
+            if st.terminated is None:
+                st.terminated = Terminated(
+                    128, "StartError", st.running_since or 0, now, message=repr(err)[:1024]
+                )
+        self.final_phase = "Failed"
+        self.status_message = f"the process node failed running this pod: {err!r}"[:1024]
+        self.sync()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.flush(), timeout=10)
 
     async def _run(self) -> None:
         status = self.pod.get("status") or {}
