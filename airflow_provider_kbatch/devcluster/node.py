@@ -14,7 +14,20 @@ Files under D: ``pods/<ns>_<pod>_<uid>/`` (``<container>.log`` in the CRI format
 message files, per-pod volumes, pid files), ``volumes/pvc-<uid>/`` (claims), ``kubelet/`` (the
 serving certificate), ``node.json`` (pid, port, socket), ``node.sock``.
 
-A development tool, not a sandbox.
+What differs from a kubelet (a development tool, not a sandbox):
+
+- Images are ignored: commands run with this machine's tools and the node's ``PATH`` (its own
+  interpreter first), default working directory ``/`` (``--working-dir``). No ``command``: the
+  container fails with ``StartError``.
+- Isolation is a private mount namespace and a UTS namespace (hostname) per container, and the
+  pod's uid/gids (with ``CAP_DAC_READ_SEARCH``); network, PIDs and the rest of the filesystem are
+  shared. Mount points missing on the host are created there (empty directories or files, e.g.
+  ``/dev/termination-log``).
+- ``limits.memory`` is enforced by polling resident memory each second (SIGKILL, ``OOMKilled``,
+  exit code 137); CPU limits are not enforced.
+- Probes, lifecycle hooks, ``exec``/``attach``/``port-forward`` and image pulls are not
+  implemented; a running container is ready.
+- Every container carries ``KUBERNETES_SERVICE_HOST``/``PORT`` of the real API server.
 """
 
 from __future__ import annotations
