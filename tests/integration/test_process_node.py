@@ -687,3 +687,34 @@ def test_active_deadline_and_signal_fault(devcluster: ClusterHandle, ns: str) ->
     assert reply["signal"] == int(signal.SIGTERM)
     pod = pod_phase(devcluster, ns, "signalled", ("Failed",))
     assert terminated(pod)["exitCode"] == 143 and terminated(pod)["signal"] == 15
+
+
+def test_drain_honours_a_pod_disruption_budget(devcluster: ClusterHandle, ns: str) -> None:
+    core = devcluster.core()
+    pod = pod_manifest("guarded", [container("c", "import time; time.sleep(120)")])
+    pod["metadata"]["labels"] = {"app": "guarded"}
+    core.create_namespaced_pod(ns, pod)
+    from kubernetes import client
+
+    client.PolicyV1Api(devcluster.api()).create_namespaced_pod_disruption_budget(
+        ns,
+        {
+            "metadata": {"name": "keep-one"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}},
+        },
+    )
+    running = pod_phase(devcluster, ns, "guarded", ("Running",))
+    node = running["spec"]["nodeName"]
+
+    def budget_observed() -> Any:
+        pdb = client.PolicyV1Api(devcluster.api()).read_namespaced_pod_disruption_budget("keep-one", ns)
+        return pdb.status and pdb.status.current_healthy == 1
+
+    wait_until(budget_observed, timeout=30, what="disruption controller to count the pod")
+    try:
+        with pytest.raises(faults.FaultError, match="PodDisruptionBudget"):
+            faults.drain(devcluster.kubeconfig, node, timeout=4)
+    finally:
+        faults.uncordon(devcluster.kubeconfig, node)
+    assert core.read_namespaced_pod("guarded", ns).status.phase == "Running"
+    core.delete_namespaced_pod("guarded", ns, grace_period_seconds=1)
