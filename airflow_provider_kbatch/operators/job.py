@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_provider_kbatch.assets import emit_output_event, output_outlet
 from airflow_provider_kbatch.metrics import emit as emit_metrics
 from airflow_provider_kbatch.metrics import stage_metrics
 from airflow_provider_kbatch.outcome import finish_stage
-from airflow_provider_kbatch.spec.errors import KbatchSpecError
+from airflow_provider_kbatch.pipeline.contracts import Contract
+from airflow_provider_kbatch.spec.errors import KbatchSpecError, KbatchSpecErrors
 from airflow_provider_kbatch.spec.manifest import build_job_manifest, spec_hash
 from airflow_provider_kbatch.spec.names import JobIdentity, selector_for
 from airflow_provider_kbatch.spec.stage import StageSpec
@@ -30,6 +32,14 @@ from airflow_provider_kbatch.spec.validation import validate_stage
 from airflow_provider_kbatch.submission import GENERATION_ANNOTATION, Plan, plan_submission, submit
 from airflow_provider_kbatch.triggers.job import KbatchJobTrigger
 from airflow_provider_kbatch.waiter import WaitSettings, wait_for_job
+from airflow_provider_kbatch.workspace import (
+    Ports,
+    Workspace,
+    apply_wiring,
+    claim_name,
+    ports_problems,
+    wiring,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -92,6 +102,22 @@ class KbatchJobOperator(BaseOperator):
     :param queue_timeout: fail when the Job waits suspended (e.g. in a Kueue queue) longer than this.
     :param progress_interval: seconds between progress lines in the task log.
     :param stream_logs: stream the logs of every index into the task log.
+    :param workspace: the run's storage (:class:`~airflow_provider_kbatch.workspace.Workspace`): an
+        existing claim, or one claim per DAG run created by the first stage that needs it.
+    :param output: name of the stage's output: mounted read-write at ``/kbatch/out/<output>``
+        (``KBATCH_OUTPUT_DIR``), recorded in the run ledger when the stage succeeds, and declared as
+        the Airflow Asset ``kbatch://<namespace>/<dag id>/<output>`` (through an AssetAlias
+        ``kbatch:<dag id>/<output>`` when the namespace is templated). Kept as ``output_name``
+        (``output`` is the operator's XComArg).
+    :param inputs: upstream output names, or a mapping name -> producing task id; each is mounted
+        read-only at ``/kbatch/in/<name>`` (``KBATCH_INPUT_<NAME>_DIR``) after the ledger showed it
+        was produced in this run, on the claim mounted now.
+    :param produces: the :class:`~airflow_provider_kbatch.pipeline.contracts.Contract` of the output
+        (``KBATCH_OUTPUT_CONTRACT``; the runtime helper validates every record against it).
+    :param accepts: input name -> accepted contract, checked against the ledger before the Job is
+        submitted (incompatible: the task fails, nothing is submitted) and in the pod.
+    :param checkpoint: a per-index checkpoint directory that survives pod and Airflow retries
+        (``KBATCH_CHECKPOINT_DIR``; ``runtime.checkpoint``).
 
     Every other parameter is a field of :class:`~airflow_provider_kbatch.spec.stage.StageSpec`
     (``backoff_limit``, ``backoff_limit_per_index``, ``max_failed_indexes``,
@@ -138,11 +164,23 @@ class KbatchJobOperator(BaseOperator):
         stream_logs: bool = True,
         max_log_streams: int = 16,
         stage_options: Mapping[str, Any] | None = None,
+        workspace: Workspace | None = None,
+        output: str | None = None,
+        inputs: Sequence[str] | Mapping[str, str] | None = None,
+        produces: Contract | Mapping[str, Any] | None = None,
+        accepts: Mapping[str, Contract | Mapping[str, Any]] | None = None,
+        checkpoint: bool = False,
         **kwargs: Any,
     ) -> None:
         spec_fields = set(StageSpec.__dataclass_fields__)
         options = {k: kwargs.pop(k) for k in list(kwargs) if k in spec_fields}
         super().__init__(**kwargs)
+        self.workspace = workspace
+        self.output_name = output
+        self.inputs = inputs
+        self.produces = produces
+        self.accepts = accepts
+        self.checkpoint = checkpoint
         self.image = image
         self.command = command
         self.args = args
@@ -165,6 +203,8 @@ class KbatchJobOperator(BaseOperator):
         self.stage_options = {**dict(stage_options or {}), **options}
         self.job_manifest: dict[str, Any] | None = None
         self._job: tuple[str, str] | None = None  # (namespace, name) once submitted
+        if output is not None and self.has_dag():
+            self.outlets = [*self.outlets, output_outlet(namespace, self.dag_id, output)]
 
     # ---------------------------------------------------------------- pure parts
     def stage_spec(self) -> StageSpec:
@@ -207,6 +247,9 @@ class KbatchJobOperator(BaseOperator):
             spec = self.stage_spec()
             validate_stage(spec)
             identity = self.identity(context)
+            if self.workspace is not None:  # the claim a first stage would create
+                claim = self.workspace.claim_name or claim_name(identity.dag_id, identity.run_id)
+                spec = apply_wiring(spec, self._wiring(spec, identity, self.pipeline_ports(), claim))
             self.job_manifest = build_job_manifest(
                 spec, identity, generation=identity.try_number, namespace=self.namespace
             )
@@ -221,12 +264,108 @@ class KbatchJobOperator(BaseOperator):
             conn_id=self.conn_id, cluster_context=self.cluster_context, config_file=self.config_file
         )
 
+    # ---------------------------------------------------------------- pipeline (workspace.py, handoff.py)
+    def pipeline_ports(self) -> Ports:
+        """The stage's output, inputs, contracts and checkpoint flag, normalised."""
+        return Ports.build(
+            output=self.output_name,
+            inputs=self.inputs,
+            produces=self.produces,
+            accepts=self.accepts,
+            checkpoint=self.checkpoint,
+        )
+
+    def _wiring(self, spec: StageSpec, identity: JobIdentity, ports: Ports, claim: str) -> Any:
+        assert self.workspace is not None
+        return wiring(
+            self.workspace,
+            ports,
+            claim=claim,
+            run_id=identity.run_id,
+            task_id=identity.task_id,
+            map_index=identity.map_index,
+            completions=spec.completions,
+            image=spec.image,
+            resources=spec.resources,
+        )
+
+    def _declared_producers(self, ports: Ports) -> tuple[Ports, dict[str, Contract | None]]:
+        """Producing task of each unnamed input (the DAG's task with that output) and the
+        contract each producing task declares."""
+        tasks = list(self.dag.tasks) if self.has_dag() else []
+        by_output = {t.output_name: t for t in tasks if isinstance(t, KbatchJobOperator) and t.output_name}
+        inputs = {n: s or (by_output[n].task_id if n in by_output else None) for n, s in ports.inputs.items()}
+        declared: dict[str, Contract | None] = {}
+        for producer in filter(None, inputs.values()):
+            task = self.dag.get_task(producer) if self.has_dag() and self.dag.has_task(producer) else None
+            if isinstance(task, KbatchJobOperator):
+                declared[producer] = task.pipeline_ports().produces
+        return Ports(ports.output, inputs, ports.produces, ports.accepts, ports.checkpoint), declared
+
+    def validate_ports(self, map_index: int = -1) -> Ports:
+        """The ports, or ``KbatchSpecError(s)`` naming every mistake (no I/O)."""
+        ports = self.pipeline_ports()
+        problems = ports_problems(ports, self.workspace, map_index=map_index)
+        if problems:
+            raise problems[0] if len(problems) == 1 else KbatchSpecErrors(problems)
+        return ports
+
+    def _prepare_pipeline(self, context: Context, spec: StageSpec, identity: JobIdentity) -> StageSpec:
+        """Check the inputs against the ledger, make sure the workspace exists; the spec wired to
+        it (its hash covers claim, sub-paths and contracts)."""
+        from airflow_provider_kbatch import storage
+        from airflow_provider_kbatch.handoff import InputCheckError
+
+        if self.workspace is None:
+            return spec
+        ports, declared = self._declared_producers(self.validate_ports(identity.map_index))
+        logical_date = context.get("logical_date")
+        try:
+            prepared = storage.prepare_stage(
+                self.hook,
+                self.namespace,
+                identity,
+                workspace=self.workspace,
+                ports=ports,
+                spec=spec,
+                declared=declared,
+                logical_date=logical_date.isoformat() if logical_date else None,
+                log=self.log,
+            )
+        except (InputCheckError, storage.WorkspaceError) as err:
+            raise AirflowFailException(str(err)) from None  # a retry would not change the ledger
+        return prepared.spec
+
+    def _stage_succeeded(self, context: Context, identity: JobIdentity, namespace: str) -> None:
+        """Bind the recorded output to the workspace and emit its asset event."""
+        if not self.output_name or self.workspace is None:
+            return
+        from airflow_provider_kbatch import storage
+
+        recorded = storage.record_output_location(self.hook, namespace, identity, self.output_name)
+        if recorded is None:
+            raise AirflowException(
+                f"stage {identity.task_id!r} declares output={self.output_name!r} but no pod reported a "
+                "finalized manifest (write it with runtime.OutputWriter; every index must commit)"
+            )
+        self.log.info(
+            "output %s: %s (%s bytes, %s records, contract %s)",
+            recorded.name,
+            recorded.manifest_digest,
+            recorded.bytes,
+            recorded.records,
+            recorded.contract,
+        )
+        emit_output_event(context, namespace, identity.dag_id, recorded)
+
     # ---------------------------------------------------------------- execution
     def execute(self, context: Context) -> Any:
         spec = self.stage_spec()
         validate_stage(spec)  # every mistake, named, before any request
-        validate_stage(spec, server_version=self.hook.server_version())
         identity = self.identity(context)
+        self.validate_ports(identity.map_index)
+        validate_stage(spec, server_version=self.hook.server_version())
+        spec = self._prepare_pipeline(context, spec, identity)
         digest = spec_hash(spec)
         from airflow_provider_kbatch import ledger
 
@@ -250,8 +389,16 @@ class KbatchJobOperator(BaseOperator):
         self.log.info("job %s/%s: %s", self.namespace, plan.job_name, plan.note)
         if plan.action == "done":
             result, _ = finish_stage(
-                self.hook, self.namespace, identity, None, digest, completions=spec.completions, log=self.log
+                self.hook,
+                self.namespace,
+                identity,
+                None,
+                digest,
+                completions=spec.completions,
+                log=self.log,
+                output_name=self.output_name,
             )
+            self._stage_succeeded(context, identity, self.namespace)
             return result
         job = self._submit(spec, identity, plan, digest)
         uid = job["metadata"]["uid"]
@@ -355,11 +502,13 @@ class KbatchJobOperator(BaseOperator):
             spec_hash(spec),
             completions=spec.completions,
             log=self.log,
+            output_name=self.output_name,
         )
         figures = stage_metrics(job, event, result)
         emit_metrics(figures, succeeded=failure is None, tags={"dag_id": identity.dag_id,
                      "task_id": identity.task_id, "namespace": event["namespace"]})  # fmt: skip
         if failure is None:
+            self._stage_succeeded(context, identity, event["namespace"])
             return result
         if failure.retryable:
             raise AirflowException(failure.message)

@@ -1,0 +1,255 @@
+"""The workspace seen from the operator: check inputs, find or create the run's claim, record it.
+
+Thin I/O around the pure rules in :mod:`airflow_provider_kbatch.workspace` (naming, layout, pod
+wiring, the ledger's workspace record) and :mod:`airflow_provider_kbatch.handoff` (the input and
+contract check). Every write to the ledger goes through the hook's compare-and-swap loop.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from airflow_provider_kbatch import handoff
+from airflow_provider_kbatch import workspace as ws
+from airflow_provider_kbatch.pipeline import ledger as rules
+from airflow_provider_kbatch.pipeline.contracts import Contract
+from airflow_provider_kbatch.spec.names import JobIdentity
+from airflow_provider_kbatch.spec.stage import StageSpec
+
+MAX_GENERATIONS_PER_EXECUTE = 5
+
+
+class WorkspaceError(RuntimeError):
+    """The run's workspace cannot be used (missing existing claim, a claim of another run, ...)."""
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _ledger(identity: JobIdentity) -> tuple[str, dict[str, str]]:
+    return rules.ledger_name(identity.dag_id, identity.run_id), rules.ledger_labels(
+        identity.dag_id, identity.run_id
+    )
+
+
+def read_ledger(hook: Any, namespace: str, dag_id: str, run_id: str) -> dict[str, str]:
+    config_map = hook.get_config_map(namespace, rules.ledger_name(dag_id, run_id))
+    return dict((config_map or {}).get("data") or {})
+
+
+def _update(hook: Any, namespace: str, identity: JobIdentity, mutate: Any) -> dict[str, str]:
+    name, labels = _ledger(identity)
+    return dict(hook.update_config_map_cas(namespace, name, mutate, labels=labels))
+
+
+@dataclass(frozen=True)
+class PreparedStage:
+    spec: StageSpec  # with the workspace's volume, mounts, env and init container
+    claim: str
+    inputs: Mapping[str, handoff.ResolvedInput]
+
+
+def _provider_claim(
+    hook: Any,
+    namespace: str,
+    identity: JobIdentity,
+    workspace: ws.Workspace,
+    record: ws.WorkspaceRecord | None,
+    log: logging.Logger,
+) -> tuple[str, int, dict[str, Any]]:
+    """Find the run's claim, or create it (idempotent: a 409 means another stage did)."""
+    from airflow_provider_kbatch.hooks.errors import AlreadyExists
+
+    generation = ws.candidate_generation(record)
+    for _ in range(MAX_GENERATIONS_PER_EXECUTE):
+        name = ws.claim_name(identity.dag_id, identity.run_id, generation)
+        found = hook.get_pvc(namespace, name)
+        verdict = ws.judge_claim(
+            found, name=name, record=record, dag_id=identity.dag_id, run_id=identity.run_id
+        )
+        if verdict == "create":
+            body = ws.claim_manifest(
+                workspace, dag_id=identity.dag_id, run_id=identity.run_id, generation=generation
+            )
+            try:
+                found = hook.create_pvc(namespace, body)
+                log.info("created workspace claim %s/%s (%s)", namespace, name, workspace.size)
+            except AlreadyExists:
+                found = hook.get_pvc(namespace, name)
+                verdict = ws.judge_claim(
+                    found, name=name, record=None, dag_id=identity.dag_id, run_id=identity.run_id
+                )
+        if verdict == "gone":
+            log.warning(
+                "workspace claim %s/%s was deleted or is going; the run moves to generation %d",
+                namespace,
+                name,
+                generation + 1,
+            )
+            generation += 1
+            continue
+        assert found is not None
+        return name, generation, found
+    raise WorkspaceError(
+        f"no usable workspace claim for run {identity.run_id!r} after {MAX_GENERATIONS_PER_EXECUTE} generations"
+    )
+
+
+def prepare_stage(
+    hook: Any,
+    namespace: str,
+    identity: JobIdentity,
+    *,
+    workspace: ws.Workspace,
+    ports: ws.Ports,
+    spec: StageSpec,
+    declared: Mapping[str, Contract | None],
+    logical_date: str | None,
+    log: logging.Logger,
+) -> PreparedStage:
+    """Check the inputs against the ledger, make sure the run's claim exists and is recorded,
+    and return the stage spec wired to it. Raises :class:`handoff.InputCheckError` before any
+    write when an input is missing or incompatible."""
+    data = read_ledger(hook, namespace, identity.dag_id, identity.run_id)
+    record = ws.read_workspace(data)
+    check = partial(
+        handoff.check_inputs,
+        stage=identity.task_id,
+        run_id=identity.run_id,
+        inputs=ports.inputs,
+        accepts=ports.accepts,
+        declared=declared,
+    )
+    if ports.inputs:  # before anything is created: an input that is gone fails here
+        check(data, workspace=record)
+    try:
+        if workspace.claim_name is not None:
+            name, generation = workspace.claim_name, 0
+            found = hook.get_pvc(namespace, name)
+            problem = ws.existing_claim_problem(found, name)
+            if problem:
+                raise WorkspaceError(problem)
+        else:
+            name, generation, found = _provider_claim(hook, namespace, identity, workspace, record, log)
+    except ValueError as err:
+        raise WorkspaceError(str(err)) from None
+    uid = found.get("metadata", {}).get("uid")
+    mutate = partial(
+        ws.record_workspace,
+        claim=name,
+        generation=generation,
+        uid=uid,
+        provisioned=workspace.provisioned,
+        retention=workspace.retention if workspace.provisioned else None,
+        run_id=identity.run_id,
+        logical_date=logical_date,
+        at=_now(),
+    )
+    data = _update(hook, namespace, identity, lambda d: mutate(d))
+    record = ws.read_workspace(data)
+    if record is None or record.claim != name:
+        raise WorkspaceError(
+            f"another stage moved run {identity.run_id!r} to workspace claim "
+            f"{record.claim if record else None!r} while this one chose {name!r}; retry the task"
+        )
+    resolved = check(data, workspace=record) if ports.inputs else {}
+    for item in resolved.values():
+        log.info(
+            "input %s: output of stage %s, %s (%s bytes, %s records, contract %s)",
+            item.name,
+            item.stage,
+            item.manifest_digest,
+            item.bytes,
+            item.records,
+            item.contract,
+        )
+    wired = ws.wiring(
+        workspace,
+        ports,
+        claim=name,
+        run_id=identity.run_id,
+        task_id=identity.task_id,
+        map_index=identity.map_index,
+        completions=spec.completions,
+        image=spec.image,
+        resources=spec.resources,
+    )
+    return PreparedStage(ws.apply_wiring(spec, wired), name, resolved)
+
+
+def record_output_location(
+    hook: Any, namespace: str, identity: JobIdentity, output: str
+) -> rules.StageOutput | None:
+    """Bind the stage's recorded output to the run's claim (after the stage succeeded)."""
+    data = read_ledger(hook, namespace, identity.dag_id, identity.run_id)
+    recorded = rules.stage_output(data, rules.stage_key(identity.task_id, identity.map_index))
+    if recorded is None or recorded.name != output:
+        return None
+    mutate = partial(
+        ws.record_output_location,
+        output=output,
+        stage=identity.task_id,
+        manifest_digest=recorded.manifest_digest,
+        at=_now(),
+    )
+    _update(hook, namespace, identity, lambda d: mutate(d))
+    return recorded
+
+
+def delete_workspace(
+    hook: Any, namespace: str, identity: JobIdentity, workspace: ws.Workspace, log: logging.Logger
+) -> str | None:
+    """Delete the run's provider-created claim and record it. Returns the claim deleted, if any."""
+    if not workspace.provisioned:
+        log.info("workspace claim %s is not the provider's: nothing deleted", workspace.claim_name)
+        return None
+    record = ws.read_workspace(read_ledger(hook, namespace, identity.dag_id, identity.run_id))
+    if record is None or record.state == "deleted":
+        log.info("run %s has no active workspace claim: nothing to delete", identity.run_id)
+        return None
+    found = hook.get_pvc(namespace, record.claim)
+    if found is not None and not ws.claim_belongs_to(found, identity.dag_id, identity.run_id):
+        raise WorkspaceError(
+            f"claim {record.claim!r} does not belong to run {identity.run_id!r}: not deleting it"
+        )
+    # record first: a stage that starts now must not pick a claim that is going away
+    mutate = partial(ws.record_workspace_deleted, claim=record.claim, at=_now())
+    _update(hook, namespace, identity, lambda d: mutate(d))
+    if found is not None:
+        hook.delete_pvc(namespace, record.claim)
+        log.info("deleted workspace claim %s/%s", namespace, record.claim)
+    return record.claim
+
+
+def find_run_ledger(hook: Any, namespace: str, dag_id: str, logical_date: str) -> dict[str, str] | None:
+    """The ledger data of the DAG run with this logical date, found through the workspace records."""
+    from airflow_provider_kbatch.hooks import calls
+
+    wanted = normalize_date(logical_date)
+    selector = rules.ledger_selector(dag_id)
+    # the hook has no public list of ConfigMaps; the generic list procedure is the same it uses
+    for config_map in hook._run(
+        calls.list_objects("ConfigMap", hook._ns(namespace), label_selector=selector)
+    ):
+        data = dict(config_map.get("data") or {})
+        try:
+            record = ws.read_workspace(data)
+        except ValueError:
+            continue
+        if record is not None and record.logical_date and normalize_date(record.logical_date) == wanted:
+            return data
+    return None
+
+
+def normalize_date(value: str) -> str:
+    """An ISO date-time (``2026-01-01``, ``2026-01-01 00:00:00+00:00``, ``...Z``) as UTC ISO."""
+    parsed = datetime.datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed.astimezone(datetime.timezone.utc).isoformat()

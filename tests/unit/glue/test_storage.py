@@ -1,0 +1,265 @@
+"""storage.py (workspace I/O), the output sensor and the cleanup operator against an in-memory hook:
+which requests are made, in what order, and what is refused before anything is created."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from airflow_provider_kbatch import storage
+from airflow_provider_kbatch import workspace as ws
+from airflow_provider_kbatch.handoff import InputCheckError
+from airflow_provider_kbatch.hooks.errors import AlreadyExists
+from airflow_provider_kbatch.operators.workspace import unfinished_tasks
+from airflow_provider_kbatch.pipeline import ledger as rules
+from airflow_provider_kbatch.pipeline.contracts import Contract
+from airflow_provider_kbatch.sensors.output import KbatchOutputSensor, find_output
+from airflow_provider_kbatch.spec.names import JobIdentity
+from airflow_provider_kbatch.spec.stage import StageSpec
+
+NS = "batch"
+RUN = "manual__2026-01-01T00:00:00+00:00"
+LOG = logging.getLogger("test")
+WS = ws.Workspace(create=True, size="1Gi")
+ORDERS = Contract("orders", "1.0", {"id": "int", "amount": "str"})
+
+
+class FakeHook:
+    """ConfigMaps and PVCs in dicts; ``calls`` records every verb and name."""
+
+    def __init__(self) -> None:
+        self.config_maps: dict[str, dict[str, str]] = {}
+        self.pvcs: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.uids = 0
+        self.before_create: Callable[[dict[str, Any]], None] | None = None
+
+    def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(("get_config_map", name))
+        return {"data": dict(self.config_maps[name])} if name in self.config_maps else None
+
+    def update_config_map_cas(
+        self, namespace: str, name: str, mutate: Any, *, labels: Any = None
+    ) -> dict[str, str]:
+        self.calls.append(("update_config_map", name))
+        self.config_maps[name] = mutate(dict(self.config_maps.get(name, {})))
+        return dict(self.config_maps[name])
+
+    def get_pvc(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(("get_pvc", name))
+        return self.pvcs.get(name)
+
+    def create_pvc(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        self.calls.append(("create_pvc", name))
+        if self.before_create:
+            self.before_create(body)
+        if name in self.pvcs:
+            raise AlreadyExists(409, "AlreadyExists", f"{name} exists", [])
+        self.uids += 1
+        self.pvcs[name] = {**body, "metadata": {**body["metadata"], "uid": f"u{self.uids}"}}
+        return self.pvcs[name]
+
+    def delete_pvc(self, namespace: str, name: str) -> bool:
+        self.calls.append(("delete_pvc", name))
+        return self.pvcs.pop(name, None) is not None
+
+    def verbs(self, verb: str) -> list[str]:
+        return [n for v, n in self.calls if v == verb]
+
+
+def ident(task: str) -> JobIdentity:
+    return JobIdentity(dag_id="etl", task_id=task, run_id=RUN)
+
+
+def prepare(hook: FakeHook, task: str, ports: ws.Ports, workspace: ws.Workspace = WS, **kw: Any) -> Any:
+    return storage.prepare_stage(
+        hook,
+        NS,
+        ident(task),
+        workspace=workspace,
+        ports=ports,
+        spec=StageSpec(image="img", completions=2),
+        declared=kw.pop("declared", {}),
+        logical_date="2026-01-01T00:00:00+00:00",
+        log=LOG,
+    )
+
+
+def succeed(
+    hook: FakeHook, task: str, output: str, digest: str = "sha256:d1", contract: Contract = ORDERS
+) -> None:
+    """What finish_stage records for a producer, then the binding the operator adds."""
+    key = rules.stage_key(task)
+    name = rules.ledger_name("etl", RUN)
+
+    def mutate(data: dict[str, str]) -> dict[str, str]:
+        data = rules.record_attempt_started(
+            data, key, try_number=1, job="j", uid="x", spec_hash="h", index_map="0-1", at="t", task_id=task
+        )
+        out = {
+            "name": output,
+            "manifest_digest": digest,
+            "contract": {"name": contract.name, "version": contract.version},
+        }
+        return rules.record_attempt_finished(data, key, job="j", uid="x", succeeded=True, at="t", output=out)
+
+    hook.update_config_map_cas(NS, name, mutate)
+    assert storage.record_output_location(hook, NS, ident(task), output) is not None
+
+
+def test_first_stage_creates_the_claim_and_the_next_one_reuses_it() -> None:
+    hook = FakeHook()
+    first = prepare(hook, "ingest", ws.Ports.build(output="raw"))
+    g1 = ws.claim_name("etl", RUN, 1)
+    assert first.claim == g1 and hook.verbs("create_pvc") == [g1]
+    assert hook.pvcs[g1]["metadata"]["labels"]["kbatch.io/workspace"] == "true"
+    assert first.spec.volumes[0]["persistentVolumeClaim"]["claimName"] == g1
+    record = ws.read_workspace(hook.config_maps[rules.ledger_name("etl", RUN)])
+    assert record is not None and (record.claim, record.uid, record.logical_date) == (
+        g1,
+        "u1",
+        "2026-01-01T00:00:00+00:00",
+    )
+    succeed(hook, "ingest", "raw")
+    second = prepare(hook, "transform", ws.Ports.build(inputs=["raw"], output="clean"))
+    assert second.claim == g1 and hook.verbs("create_pvc") == [g1]
+    assert second.inputs["raw"].manifest_digest == "sha256:d1"
+
+
+def test_a_concurrent_create_is_adopted() -> None:
+    hook = FakeHook()
+
+    def race(body: dict[str, Any]) -> None:  # another stage creates it between our get and create
+        hook.before_create = None
+        hook.create_pvc(NS, body)
+
+    hook.before_create = race
+    prepared = prepare(hook, "ingest", ws.Ports.build(output="raw"))
+    assert prepared.claim == ws.claim_name("etl", RUN, 1) and len(hook.pvcs) == 1
+
+
+def test_a_contract_violation_creates_and_writes_nothing() -> None:
+    hook = FakeHook()
+    prepare(hook, "ingest", ws.Ports.build(output="raw", produces=ORDERS))
+    succeed(hook, "ingest", "raw")
+    before = {k: dict(v) for k, v in hook.config_maps.items()}
+    hook.calls.clear()
+    accepts = {"raw": Contract("orders", "1.0", {"amount": "int"})}
+    with pytest.raises(InputCheckError, match="field 'amount': expected int, found str"):
+        prepare(
+            hook, "transform", ws.Ports.build(inputs=["raw"], accepts=accepts), declared={"ingest": ORDERS}
+        )
+    assert {v for v, _ in hook.calls} == {"get_config_map"}  # read the ledger, nothing else
+    assert hook.config_maps == before
+
+
+def test_after_deletion_a_new_generation_is_used_and_old_inputs_fail_fast() -> None:
+    hook = FakeHook()
+    prepare(hook, "ingest", ws.Ports.build(output="raw"))
+    succeed(hook, "ingest", "raw")
+    g1 = ws.claim_name("etl", RUN, 1)
+    assert storage.delete_workspace(hook, NS, ident("cleanup"), WS, LOG) == g1
+    assert storage.delete_workspace(hook, NS, ident("cleanup"), WS, LOG) is None  # once
+    # a consumer (cleared after the run succeeded) fails before creating anything
+    hook.calls.clear()
+    with pytest.raises(InputCheckError, match="was deleted at"):
+        prepare(hook, "transform", ws.Ports.build(inputs=["raw"]))
+    assert hook.verbs("create_pvc") == []
+    # the producer re-runs: generation 2, never the deleted name
+    again = prepare(hook, "ingest", ws.Ports.build(output="raw"))
+    assert again.claim == ws.claim_name("etl", RUN, 2) and g1 not in hook.pvcs
+    succeed(hook, "ingest", "raw", digest="sha256:d2")
+    assert (
+        prepare(hook, "transform", ws.Ports.build(inputs=["raw"])).inputs["raw"].manifest_digest
+        == "sha256:d2"
+    )
+
+
+def test_a_claim_deleted_behind_our_back_is_never_recreated_under_its_name() -> None:
+    hook = FakeHook()
+    prepare(hook, "ingest", ws.Ports.build(output="raw"))
+    succeed(hook, "ingest", "raw")
+    hook.pvcs.clear()  # kubectl delete pvc
+    with pytest.raises(InputCheckError, match="which no longer exists"):
+        prepare(hook, "transform", ws.Ports.build(inputs=["raw"]))
+    assert ws.claim_name("etl", RUN, 2) in hook.pvcs and ws.claim_name("etl", RUN, 1) not in hook.pvcs
+
+
+def test_existing_claims_are_checked_and_never_deleted() -> None:
+    hook = FakeHook()
+    mine = ws.Workspace(claim_name="shared")
+    with pytest.raises(storage.WorkspaceError, match="does not exist"):
+        prepare(hook, "ingest", ws.Ports.build(output="raw"), workspace=mine)
+    hook.pvcs["shared"] = {"metadata": {"name": "shared", "uid": "s1"}}
+    prepared = prepare(hook, "ingest", ws.Ports.build(output="raw"), workspace=mine)
+    assert prepared.claim == "shared" and hook.verbs("create_pvc") == []
+    assert storage.delete_workspace(hook, NS, ident("cleanup"), mine, LOG) is None
+    assert "shared" in hook.pvcs
+
+
+def test_a_claim_of_another_run_is_refused() -> None:
+    hook = FakeHook()
+    name = ws.claim_name("etl", RUN, 1)
+    hook.pvcs[name] = ws.claim_manifest(WS, dag_id="etl", run_id="someone-else", generation=1)
+    with pytest.raises(storage.WorkspaceError, match="was not created for DAG 'etl'"):
+        prepare(hook, "ingest", ws.Ports.build(output="raw"))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-01-01", "2026-01-01T00:00:00+00:00"),
+        ("2026-01-01 00:00:00+00:00", "2026-01-01T00:00:00+00:00"),
+        ("2026-01-01T02:00:00+02:00", "2026-01-01T00:00:00+00:00"),
+        ("2026-01-01T00:00:00Z", "2026-01-01T00:00:00+00:00"),
+    ],
+)
+def test_normalize_date(value: str, expected: str) -> None:
+    assert storage.normalize_date(value) == expected
+
+
+# --------------------------------------------------------------------------- sensor, cleanup
+
+
+def test_output_sensor_waits_for_a_succeeded_stage_with_that_output() -> None:
+    hook = FakeHook()
+    sensor = KbatchOutputSensor(
+        task_id="wait", external_dag_id="etl", run_id=RUN, output_name="raw", namespace=NS
+    )
+    sensor.__dict__["hook"] = hook
+    assert sensor.poke({}).is_done is False  # no ledger yet
+    prepare(hook, "ingest", ws.Ports.build(output="raw"))
+    assert sensor.poke({}).is_done is False  # running, nothing recorded
+    succeed(hook, "ingest", "raw")
+    done = sensor.poke({})
+    assert done.is_done and done.xcom_value["stage"] == "ingest"
+    assert done.xcom_value["manifest_digest"] == "sha256:d1" and done.xcom_value["run_id"] == RUN
+    data = hook.config_maps[rules.ledger_name("etl", RUN)]
+    assert find_output(data, output=None, stage="ingest") is not None
+    assert find_output(data, output="other", stage="ingest") is None
+
+
+def test_output_sensor_arguments() -> None:
+    with pytest.raises(ValueError, match="exactly one of run_id or logical_date"):
+        KbatchOutputSensor(task_id="w", external_dag_id="etl", output_name="raw")
+    with pytest.raises(ValueError, match="output_name, stage, or both"):
+        KbatchOutputSensor(task_id="w", external_dag_id="etl", run_id=RUN)
+
+
+@pytest.mark.parametrize(
+    ("states", "unfinished"),
+    [
+        ({RUN: {"a": "success", "b": "skipped", "cleanup": "running"}}, []),
+        ({RUN: {"a": "success", "b": "failed", "cleanup": "running"}}, ["b (failed)"]),
+        ({RUN: {"a": "upstream_failed", "c": None}}, ["a (upstream_failed)", "c (None)"]),
+        ({"a": "success", "cleanup": "running"}, []),
+    ],
+)
+def test_cleanup_keeps_the_claim_unless_every_other_task_succeeded(
+    states: Any, unfinished: list[str]
+) -> None:
+    assert unfinished_tasks(states, RUN, "cleanup") == unfinished
