@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     drain = fault_sub.add_parser("drain", help="cordon a node and evict its pods (Eviction API)")
     drain.add_argument("node")
     drain.add_argument("--timeout", type=float, default=120)
+    uncordon = fault_sub.add_parser("uncordon", help="make a drained node schedulable again")
+    uncordon.add_argument("node")
     kill = fault_sub.add_parser("kill", help="kill a container's process with a signal or exit code")
     kill.add_argument("namespace")
     kill.add_argument("pod")
@@ -68,6 +70,8 @@ def _fault(cluster: DevCluster, args: argparse.Namespace) -> None:
 
         if args.fault == "drain":
             faults.drain(str(cluster.kubeconfig), args.node, timeout=args.timeout)
+        elif args.fault == "uncordon":
+            faults.uncordon(str(cluster.kubeconfig), args.node)
         elif args.fault == "kill":
             faults.kill_container(
                 cluster.node_state_dir,

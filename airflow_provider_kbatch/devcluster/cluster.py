@@ -77,12 +77,13 @@ def _pid_alive(pid: int, marker: str) -> bool:
     """True when ``pid`` runs and its command line mentions ``marker`` (guards against pid reuse)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
     except OSError:
         return False
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
     if stat and stat[0] == "Z":
         return False
-    return marker.encode() in cmdline
+    # Right after fork/exec the command line can read empty for a moment: that is still ours.
+    return not cmdline or marker.encode() in cmdline
 
 
 @dataclass
@@ -97,6 +98,7 @@ class DevCluster:
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir).resolve()
+        self._children: dict[str, subprocess.Popen[bytes]] = {}  # started by this process
 
     # ---------------------------------------------------------------- paths and state
     @property
@@ -138,7 +140,14 @@ class DevCluster:
     def running(self) -> dict[str, bool]:
         state = self._load()
         pids = state.get("pids", {})
-        return {c: bool(pids.get(c)) and _pid_alive(pids[c], str(self.state_dir)) for c in COMPONENTS}
+        alive = {}
+        for c in COMPONENTS:
+            child = self._children.get(c)
+            if child is not None and child.pid == pids.get(c):
+                alive[c] = child.poll() is None  # our own child: no guessing from /proc
+            else:
+                alive[c] = bool(pids.get(c)) and _pid_alive(pids[c], str(self.state_dir))
+        return alive
 
     def up(self, *, wait_seconds: float = 120) -> None:
         """Start everything that is not running and wait until the cluster is ready."""
@@ -316,6 +325,8 @@ class DevCluster:
                 f"--kubeconfig={self.kubeconfig}", f"--state-dir={self.node_state_dir}",
                 f"--kubelet-port={ports['kubelet']}", f"--cpu={self.node_cpu}", f"--memory={self.node_memory}",
             ]  # fmt: skip
+            if state.get("fast_job_backoff"):
+                cmd.append("--restart-backoff=1")  # OnFailure container restarts, like the Job backoff
             for name in state["nodes"]:
                 cmd.append(f"--node-name={name}")
             return cmd, env
@@ -334,6 +345,7 @@ class DevCluster:
                 cwd=self.state_dir,
                 start_new_session=True,
             )
+        self._children[component] = proc
         state = self._load()
         state.setdefault("pids", {})[component] = proc.pid
         self._save(state)
