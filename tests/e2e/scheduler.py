@@ -42,6 +42,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,32 @@ REPO = Path(__file__).resolve().parents[2]
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 MARKER_ENV = "KBATCH_E2E_AIRFLOW_DEPLOYMENT"
+
+
+# Imported by Airflow (``airflow_local_settings`` on PYTHONPATH): its names replace those of
+# ``airflow.settings``, here the engine factory, to begin SQLite transactions IMMEDIATE.
+_LOCAL_SETTINGS = """\
+from __future__ import annotations
+
+import os
+
+from sqlalchemy import create_engine, event
+
+
+def create_metadata_engine(sql_alchemy_conn, *, engine_args, connect_args):
+    engine = create_engine(sql_alchemy_conn, connect_args=connect_args, **engine_args)
+    if engine.dialect.name == "sqlite" and os.environ.get("KBATCH_E2E_SQLITE_BEGIN_IMMEDIATE") == "1":
+
+        @event.listens_for(engine, "connect")
+        def _driver_begins_nothing(dbapi_connection, connection_record):
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(connection):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+"""
 
 
 def _free_port() -> int:
@@ -112,6 +139,7 @@ class AirflowScheduler:
     env: dict[str, str] = field(init=False)
     procs: dict[str, subprocess.Popen[bytes]] = field(init=False, default_factory=dict)
     startup_seconds: float | None = field(init=False, default=None)
+    stop_seconds: float | None = field(init=False, default=None)
     killed: list[str] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
@@ -183,7 +211,7 @@ class AirflowScheduler:
         started = time.monotonic()
         self.home.mkdir(parents=True, exist_ok=True)
         self._write_sqlite_settings()
-        self.run("db", "migrate", timeout=timeout)
+        self.run("db", "migrate", timeout=timeout, immediate=False)
         with contextlib.closing(sqlite3.connect(self.db_path)) as db:
             # persistent on the file: readers never block the writer, the writer never blocks readers
             db.execute("PRAGMA journal_mode=WAL")
@@ -207,27 +235,46 @@ class AirflowScheduler:
         self.startup_seconds = time.monotonic() - started
 
     def _write_sqlite_settings(self) -> None:
-        """Wait up to 60 s for SQLite's write lock instead of pysqlite's 5 s: four daemons and the
-        task processes (through the api-server) write to one file, and a loaded 2-core machine
-        holds a write transaction longer than 5 s now and then."""
+        """SQLite settings that make four daemons and a CLI writing to one file reliable.
+
+        * A 60 s lock wait instead of pysqlite's 5 s: a loaded 2-core machine holds a write
+          transaction longer than 5 s now and then.
+        * ``BEGIN IMMEDIATE`` for every transaction of the short CLI commands run by :meth:`run`
+          (not ``db migrate``, not the daemons). A deferred transaction that read first and then
+          writes fails at once with "database is locked" (no waiting) when another process
+          committed in between; this made ``airflow backfill create`` fail half-way while the
+          scheduler was busy. An immediate transaction takes the write lock up front and waits.
+          The daemons keep deferred transactions: they open nested sessions, which would wait on
+          their own process's lock. Airflow itself sets WAL mode.
+        """
         package = self.home / "pyconf"
         package.mkdir(exist_ok=True)
         (package / "kbatch_e2e_sqlite.py").write_text(
             'CONNECT_ARGS = {"timeout": 60}\nASYNC_CONNECT_ARGS = {"timeout": 60}\n'
         )
+        (package / "airflow_local_settings.py").write_text(_LOCAL_SETTINGS)
 
     def stop(self, *, grace: float = 20) -> None:
-        """SIGTERM every process of the deployment, SIGKILL what is left after ``grace`` seconds."""
+        """Stop everything: SIGTERM the components (they stop their own workers), then SIGTERM
+        their process groups and every process left, and SIGKILL what is still alive after
+        ``grace`` seconds in all. Raises if anything survives that."""
         import psutil
 
+        stopping = time.monotonic()
         victims = self._processes()
         for proc in self.procs.values():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for victim in victims:
-            with contextlib.suppress(psutil.Error):
-                victim.send_signal(signal.SIGTERM)
-        alive = _wait_gone(victims, grace, reap=self.procs.values())
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        alive = _wait_gone(victims, grace / 2, reap=self.procs.values())
+        alive = list({p.pid: p for p in [*alive, *self._processes()]}.values())
+        if alive:
+            for proc in self.procs.values():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+            for victim in alive:
+                with contextlib.suppress(psutil.Error):
+                    victim.send_signal(signal.SIGTERM)
+            alive = _wait_gone(alive, grace / 2, reap=self.procs.values())
         # late children and orphans re-parented while we waited
         alive = list({p.pid: p for p in [*alive, *self._processes()]}.values())
         self.killed = [f"{p.pid} {_cmdline(p)}" for p in alive]
@@ -236,8 +283,13 @@ class AirflowScheduler:
                 victim.kill()
         _wait_gone(alive, 10, reap=self.procs.values())
         left = [f"{p.pid} {_cmdline(p)}" for p in self._processes()]
+        self.stop_seconds = time.monotonic() - stopping
         if left:
             raise RuntimeError("Airflow processes survived SIGKILL:\n" + "\n".join(left))
+        if self.killed:
+            warnings.warn(
+                f"Airflow processes ignored SIGTERM for {grace}s and were killed: {self.killed}", stacklevel=2
+            )
 
     def _processes(self) -> list[Any]:
         """Every live process started by this deployment: by marker, process group and parentage."""
@@ -262,11 +314,15 @@ class AirflowScheduler:
     def _airflow(self) -> str:
         return str(Path(sys.executable).parent / "airflow")
 
-    def run(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """``airflow <args>`` against this deployment's home and database."""
+    def run(
+        self, *args: str, timeout: float = 300, check: bool = True, immediate: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """``airflow <args>`` against this deployment's home and database (SQLite transactions
+        ``BEGIN IMMEDIATE`` unless ``immediate=False``: see :meth:`_write_sqlite_settings`)."""
+        env = {**self.env, "KBATCH_E2E_SQLITE_BEGIN_IMMEDIATE": "1" if immediate else "0"}
         proc = subprocess.run(
             [self._airflow, *args],
-            env=self.env,
+            env=env,
             cwd=self.home,
             capture_output=True,
             text=True,
@@ -330,6 +386,12 @@ class AirflowScheduler:
     def _last_backfill_id(self, dag_id: str) -> int | None:
         rows = self.query("select max(id) from backfill where dag_id=?", dag_id)
         return rows[0][0] if rows else None
+
+    def backfill_completed(self, backfill_id: int) -> bool:
+        """The scheduler marks a backfill completed once all its runs finished (a DAG allows one
+        backfill at a time: create the next only after this)."""
+        rows = self.query("select completed_at from backfill where id=?", backfill_id)
+        return bool(rows) and rows[0][0] is not None
 
     def dag_parsed(self, dag_id: str) -> bool:
         rows = self.query("select is_stale from dag where dag_id=? and bundle_name is not null", dag_id)
