@@ -254,14 +254,15 @@ async def wait_for_job(
         asyncio.create_task(watch.watch_job(), name="kbatch-watch-job"),
         asyncio.create_task(watch.tick(), name="kbatch-progress"),
         asyncio.create_task(watch.watch_pods(), name="kbatch-watch-pods"),
+        # cancelled with the others on every exit: a failed or cancelled wait must not leave it
+        # pending forever (in the triggerer, one leaked task per cancelled trigger)
+        asyncio.create_task(watch.done.wait(), name="kbatch-done"),
     ]
     try:
-        done_waiter = asyncio.create_task(watch.done.wait())
-        finished, _ = await asyncio.wait([tasks[0], done_waiter], return_when=asyncio.FIRST_COMPLETED)
+        finished, _ = await asyncio.wait([tasks[0], tasks[3]], return_when=asyncio.FIRST_COMPLETED)
         if tasks[0] in finished and not watch.done.is_set():
             error = tasks[0].exception()
             raise error or RuntimeError(f"the watch of job {namespace}/{name} ended without an outcome")
-        done_waiter.cancel()
         await watch.drain_streams()
         watch.report_progress()
     finally:

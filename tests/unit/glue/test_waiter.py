@@ -1,0 +1,430 @@
+"""waiter.wait_for_job driven by an in-memory hook, on an event loop with virtual time.
+
+The fake hook's watches are async generators following a script (a Job dict is yielded, a number
+sleeps that many seconds, an exception is raised). The loop's clock only moves when every task
+waits (as kopf's looptime does), and the waiter gets the same clock: queue timeouts, progress
+cadence and queue wait are exact, and no test really sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from airflow_provider_kbatch.hooks.errors import JobDeleted
+from airflow_provider_kbatch.spec.intervals import IndexSet
+from airflow_provider_kbatch.waiter import WaitResult, WaitSettings, wait_for_job
+
+NS, NAME, UID = "batch", "kb-etl-ingest-0123456789-g1", "uid-1"
+
+
+# --------------------------------------------------------------------------- virtual time
+
+
+class _VirtualSelector:
+    """Never blocks: when nothing is ready it advances the loop's clock to the next timer."""
+
+    def __init__(self, loop: VirtualTimeLoop, real: selectors.BaseSelector) -> None:
+        self._loop, self._real = loop, real
+
+    def select(self, timeout: float | None = None) -> list[Any]:
+        ready = self._real.select(0)
+        if not ready and timeout:
+            self._loop.now += timeout
+        elif not ready and timeout is None:
+            raise RuntimeError("deadlock: every task waits and no timer is set")
+        return ready
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 1000.0
+        self._selector = _VirtualSelector(self, self._selector)  # type: ignore[has-type]
+
+    def time(self) -> float:
+        return self.now
+
+
+def run(make: Callable[[VirtualTimeLoop], Coroutine[Any, Any, Any]]) -> Any:
+    loop = VirtualTimeLoop()
+    try:
+        return loop.run_until_complete(make(loop))
+    finally:
+        loop.close()
+
+
+# --------------------------------------------------------------------------- the fake hook
+
+
+Script = list[Any]  # dict: yield it; int/float: sleep; BaseException: raise it
+
+
+class FakeHook:
+    def __init__(
+        self,
+        job_script: Script,
+        pod_script: Script | None = None,
+        logs: dict[str, list[str]] | None = None,
+    ) -> None:
+        self.job_script, self.pod_script, self.logs = job_script, pod_script or [], logs or {}
+        self.calls: list[tuple[Any, ...]] = []
+        self.closed: list[str] = []
+
+    async def _play(self, script: Script, what: str) -> AsyncIterator[Any]:
+        try:
+            for step in script:
+                if isinstance(step, int | float):
+                    await asyncio.sleep(step)
+                elif isinstance(step, BaseException):
+                    raise step
+                else:
+                    yield step
+            if what != "job-ends":
+                await asyncio.Event().wait()  # a watch does not end by itself
+        finally:
+            self.closed.append(what)
+
+    def watch_job(self, namespace: str, name: str, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+        self.calls.append(("watch_job", namespace, name))
+        return self._play(self.job_script, "job")
+
+    def watch_pods(self, namespace: str, selector: str, **kwargs: Any) -> AsyncIterator[Any]:
+        self.calls.append(("watch_pods", namespace, selector))
+        return self._play(self.pod_script, "pods")
+
+    async def stream_pod_log(self, namespace: str, pod: str, container: str | None = None, **kw: Any) -> Any:
+        self.calls.append(("stream_pod_log", namespace, pod, container))
+        for line in self.logs.get(pod, []):
+            yield line
+
+
+class EndingHook(FakeHook):
+    """A job watch that returns (no outcome): something the real hook never does."""
+
+    def watch_job(self, namespace: str, name: str, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+        return self._play(self.job_script, "job-ends")
+
+
+class RecordingLog:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def _add(self, level: str, msg: str, *args: Any, **kwargs: Any) -> None:
+        self.lines.append((level, msg % args if args else msg))
+
+    def info(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self._add("info", msg, *args)
+
+    def warning(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self._add("warning", msg, *args)
+
+    def debug(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self._add("debug", msg, *args)
+
+    def exception(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self._add("exception", msg, *args)
+
+    def messages(self, level: str | None = None) -> list[str]:
+        return [m for lv, m in self.lines if level is None or lv == level]
+
+    def having(self, needle: str) -> list[str]:
+        return [m for m in self.messages() if needle in m]
+
+
+# --------------------------------------------------------------------------- Job and pod dicts
+
+
+def job(
+    *,
+    suspend: bool = False,
+    conditions: tuple[tuple[str, str], ...] = (),
+    completions: int = 4,
+    **status: Any,
+) -> dict[str, Any]:
+    """A Job as the API server sends it; ``conditions`` are ``(type, reason)`` pairs, all True."""
+    conds = [{"type": t, "status": "True", "reason": r, "message": f"{t} because {r}"} for t, r in conditions]
+    if suspend:
+        conds.append({"type": "Suspended", "status": "True", "reason": "JobSuspended"})
+    return {
+        "metadata": {"name": NAME, "namespace": NS, "uid": UID},
+        "spec": {"completions": completions, "completionMode": "Indexed", "suspend": suspend},
+        "status": {"conditions": conds, **status},
+    }
+
+
+def pod(name: str, index: int, phase: str, containers: tuple[str, ...] = ("main",)) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": {"batch.kubernetes.io/job-completion-index": str(index)}},
+        "spec": {"containers": [{"name": c} for c in containers]},
+        "status": {"phase": phase},
+    }
+
+
+def wait(hook: FakeHook, log: RecordingLog, **kwargs: Any) -> Callable[[VirtualTimeLoop], Any]:
+    settings = kwargs.pop("settings", WaitSettings(progress_interval=3600, log_drain_seconds=1))
+
+    def make(loop: VirtualTimeLoop) -> Any:
+        return wait_for_job(hook, NS, NAME, settings=settings, log=log, clock=loop.time, **kwargs)
+
+    return make
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_queued_then_admitted_then_failure_target_then_failed() -> None:
+    hook = FakeHook(
+        [
+            job(suspend=True),
+            7,
+            job(active=4),  # admitted after 7 s in the queue
+            5,
+            job(active=3, failed=2, conditions=(("FailureTarget", "BackoffLimitExceeded"),)),
+            1,
+            job(
+                failed=2,
+                conditions=(("FailureTarget", "BackoffLimitExceeded"), ("Failed", "BackoffLimitExceeded")),
+            ),
+        ]
+    )
+    log = RecordingLog()
+    result: WaitResult = run(wait(hook, log))
+
+    assert result.status == "finished"
+    assert result.outcome is not None and result.outcome.finished and not result.outcome.succeeded
+    assert result.outcome.reason == "BackoffLimitExceeded" and result.outcome.retryable
+    assert result.queued_seconds == 7.0
+    assert result.signals == ["FailureTarget"]
+    assert log.messages("info")[:3] == [
+        f"job {NAME} is queued (suspended), waiting for admission",
+        f"job {NAME} admitted after 7.0s in the queue",
+        f"job {NAME}: early signal FailureTarget (FailureTarget because BackoffLimitExceeded)",
+    ]
+    assert (
+        log.messages()[-1]
+        == f"job {NAME}: indexes 0/4 done, 0 failed, 0 running, 2 pod failures; failed (BackoffLimitExceeded)"
+    )
+    event = result.to_event(NS, NAME)
+    assert event["status"] == "finished" and event["succeeded"] is False and event["uid"] == UID
+    assert event["queued_seconds"] == 7.0 and event["reason"] == "BackoffLimitExceeded"
+    assert hook.calls[:2] == [
+        ("watch_job", NS, NAME),
+        ("watch_pods", NS, f"batch.kubernetes.io/controller-uid={UID}"),
+    ]
+    assert sorted(hook.closed) == ["job", "pods"], "both watches are closed when the wait ends"
+
+
+def test_success_criteria_met_is_an_early_signal_not_the_end() -> None:
+    hook = FakeHook(
+        [
+            job(active=1, succeeded=3, completedIndexes="0-2"),
+            2,
+            job(
+                succeeded=4,
+                completedIndexes="0-3",
+                conditions=(("SuccessCriteriaMet", "CompletionsReached"),),
+            ),
+            2,
+            job(
+                succeeded=4,
+                completedIndexes="0-3",
+                conditions=(("SuccessCriteriaMet", "CompletionsReached"), ("Complete", "CompletionsReached")),
+            ),
+        ]
+    )
+
+    async def waiting(loop: VirtualTimeLoop) -> tuple[WaitResult, float]:
+        started = loop.time()
+        result = await wait(hook, RecordingLog())(loop)
+        return result, loop.time() - started
+
+    result, took = run(waiting)
+    assert result.status == "finished" and result.outcome is not None and result.outcome.succeeded
+    assert result.signals == ["SuccessCriteriaMet"]
+    assert took == pytest.approx(4.0), "not finished at SuccessCriteriaMet, but at Complete"
+    assert result.queued_seconds == 0.0
+
+
+def test_job_deleted_while_waiting() -> None:
+    last = job(active=4)
+    hook = FakeHook([last, 3, JobDeleted(NS, NAME, last)])
+    log = RecordingLog()
+    result = run(wait(hook, log))
+    assert result.status == "deleted"
+    assert result.job == last and result.outcome is not None and not result.outcome.finished
+    event = result.to_event(NS, NAME)
+    assert event["status"] == "deleted" and event["succeeded"] is False
+
+
+def test_queue_timeout_with_the_injected_clock() -> None:
+    hook = FakeHook([job(suspend=True)])  # nobody ever admits it
+    log = RecordingLog()
+
+    async def waiting(loop: VirtualTimeLoop) -> tuple[WaitResult, float]:
+        started = loop.time()
+        settings = WaitSettings(progress_interval=3600, queue_timeout=30)
+        result = await wait(hook, log, settings=settings)(loop)
+        return result, loop.time() - started
+
+    result, took = run(waiting)
+    assert result.status == "queue_timeout"
+    assert 30 <= result.queued_seconds <= 31 and 30 <= took <= 31, "checked every second"
+    assert log.messages("warning") == [f"job {NAME} still queued after 30s (queue_timeout)"]
+    assert result.to_event(NS, NAME)["status"] == "queue_timeout"
+
+
+def test_queue_timeout_counts_queue_time_only() -> None:
+    """Admitted within the timeout, then running much longer than it: no queue timeout."""
+    hook = FakeHook(
+        [
+            job(suspend=True),
+            20,
+            job(active=4),
+            100,
+            job(succeeded=4, completedIndexes="0-3", conditions=(("Complete", "CompletionsReached"),)),
+        ]
+    )
+    settings = WaitSettings(progress_interval=3600, queue_timeout=30)
+    result = run(wait(hook, RecordingLog(), settings=settings))
+    assert result.status == "finished" and result.outcome.succeeded
+    assert result.queued_seconds == 20.0
+
+
+def test_queue_time_adds_up_over_several_suspensions() -> None:
+    hook = FakeHook(
+        [
+            job(suspend=True),
+            5,
+            job(active=4),
+            10,
+            job(suspend=True),  # suspended again (e.g. preempted by Kueue)
+            3,
+            job(active=4),
+            1,
+            job(succeeded=4, completedIndexes="0-3", conditions=(("Complete", "CompletionsReached"),)),
+        ]
+    )
+    log = RecordingLog()
+    result = run(wait(hook, log))
+    assert result.queued_seconds == 8.0
+    assert log.having("admitted after") == [
+        f"job {NAME} admitted after 5.0s in the queue",
+        f"job {NAME} admitted after 3.0s in the queue",
+    ]
+
+
+def test_progress_lines_at_a_steady_cadence() -> None:
+    hook = FakeHook(
+        [
+            job(active=4),
+            12,
+            job(active=2, succeeded=2, completedIndexes="0-1"),
+            23,
+            job(succeeded=4, completedIndexes="0-3", conditions=(("Complete", "CompletionsReached"),)),
+        ]
+    )
+    log = RecordingLog()
+    run(wait(hook, log, settings=WaitSettings(progress_interval=10, log_drain_seconds=1)))
+    progress = log.having(": indexes ")
+    assert progress == [
+        f"job {NAME}: indexes 0/4 done, 0 failed, 4 running",  # t=10
+        f"job {NAME}: indexes 2/4 done, 0 failed, 2 running",  # t=20
+        f"job {NAME}: indexes 2/4 done, 0 failed, 2 running",  # t=30
+        f"job {NAME}: indexes 4/4 done, 0 failed, 0 running; complete",  # t=35, the final line
+    ]
+
+
+def test_logs_of_every_pod_prefixed_by_logical_index() -> None:
+    pods = [
+        ("ADDED", pod("p-0", 0, "Pending")),
+        ("MODIFIED", pod("p-0", 0, "Running")),
+        ("ADDED", pod("p-1", 1, "Succeeded", containers=("main", "sidecar"))),
+    ]
+    done = job(
+        succeeded=2, completedIndexes="0-1", completions=2, conditions=(("Complete", "CompletionsReached"),)
+    )
+    hook = FakeHook(
+        [job(active=2, completions=2), 1, done],
+        pods,
+        logs={"p-0": ["hello from 0", "bye"], "p-1": ["hello from 1"]},
+    )
+    log = RecordingLog()
+    run(wait(hook, log, index_map=IndexSet.parse("2,5")))
+    lines = [m for m in log.messages("info") if m.startswith("[index")]
+    assert sorted(lines) == sorted(
+        [
+            "[index 2] hello from 0",
+            "[index 2] bye",
+            "[index 5][main] hello from 1",
+            "[index 5][sidecar] hello from 1",
+        ]
+    )
+    streamed = [c for c in hook.calls if c[0] == "stream_pod_log"]
+    assert sorted(streamed) == [
+        ("stream_pod_log", NS, "p-0", "main"),
+        ("stream_pod_log", NS, "p-1", "main"),
+        ("stream_pod_log", NS, "p-1", "sidecar"),
+    ], "one stream per container, none for a pod still Pending"
+
+
+def test_a_failing_watch_raises_its_error_and_leaves_no_task() -> None:
+    hook = FakeHook([job(active=1), 2, ConnectionResetError("retries exhausted")])
+
+    async def failing(loop: VirtualTimeLoop) -> None:
+        with pytest.raises(ConnectionResetError, match="retries exhausted"):
+            await wait(hook, RecordingLog())(loop)
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert others == [], f"tasks left behind: {others}"
+
+    run(failing)
+    assert "pods" in hook.closed
+
+
+def test_a_watch_that_ends_without_outcome_is_an_error() -> None:
+    hook = EndingHook([job(active=1)])
+    with pytest.raises(RuntimeError, match="ended without an outcome"):
+        run(wait(hook, RecordingLog()))
+
+
+def test_already_finished_at_the_first_listing() -> None:
+    done = job(succeeded=4, completedIndexes="0-3", conditions=(("Complete", "CompletionsReached"),))
+    hook = FakeHook([done])
+
+    async def waiting(loop: VirtualTimeLoop) -> tuple[WaitResult, float]:
+        started = loop.time()
+        result = await wait(hook, RecordingLog())(loop)
+        return result, loop.time() - started
+
+    result, took = run(waiting)
+    assert result.status == "finished" and result.outcome.succeeded and took == 0.0
+
+
+def test_cancellation_propagates_and_closes_the_watches() -> None:
+    hook = FakeHook([job(active=4)], [("ADDED", pod("p-0", 0, "Running"))], logs={"p-0": ["x"]})
+
+    async def cancelled(loop: VirtualTimeLoop) -> None:
+        task = asyncio.ensure_future(wait(hook, RecordingLog())(loop))
+        await asyncio.sleep(5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert others == [], f"tasks left behind: {others}"
+
+    run(cancelled)
+    assert sorted(hook.closed) == ["job", "pods"]
+
+
+def test_settings_round_trip_and_ignore_unknown_keys() -> None:
+    settings = WaitSettings(progress_interval=5, stream_logs=False, max_log_streams=2, queue_timeout=60)
+    assert WaitSettings.from_dict(settings.to_dict()) == settings
+    assert WaitSettings.from_dict({**settings.to_dict(), "from_the_future": 1}) == settings
+    assert WaitSettings.from_dict(None) == WaitSettings()
