@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from airflow_provider_kbatch.spec.intervals import IndexSet
@@ -187,7 +187,9 @@ class _Watch:
         if self.outcome is None:
             return
         pending = sum(1 for p in self.pods.values() if p.get("status", {}).get("phase") == "Pending")
-        self.log.info("job %s: %s", self.name, progress_line(self.outcome, pending=pending))
+        # the Job's status.active counts pods not started yet too: show those as pending only
+        running = replace(self.outcome, active=max(0, self.outcome.active - pending))
+        self.log.info("job %s: %s", self.name, progress_line(running, pending=pending))
 
     # ------------------------------------------------------------------ pods and logs
     async def watch_pods(self) -> None:

@@ -342,6 +342,27 @@ def test_progress_lines_at_a_steady_cadence() -> None:
     ]
 
 
+def test_pending_pods_are_not_counted_as_running() -> None:
+    """status.active counts Pending pods too; the progress line separates them."""
+    pods = [("ADDED", pod("p0", 0, "Pending")), ("ADDED", pod("p1", 1, "Running"))]
+    hook = FakeHook(
+        [
+            job(active=2, completions=2),
+            11,
+            job(
+                succeeded=2,
+                completedIndexes="0-1",
+                completions=2,
+                conditions=(("Complete", "CompletionsReached"),),
+            ),
+        ],
+        pods,
+    )
+    log = RecordingLog()
+    run(wait(hook, log, settings=WaitSettings(progress_interval=10, stream_logs=False)))
+    assert log.having(": indexes 0/2")[0] == f"job {NAME}: indexes 0/2 done, 0 failed, 1 running, 1 pending"
+
+
 def test_logs_of_every_pod_prefixed_by_logical_index() -> None:
     pods = [
         ("ADDED", pod("p-0", 0, "Pending")),
