@@ -102,6 +102,22 @@ class _State:
         return str(kind), dict(obj)
 
 
+async def _pause_or_raise(
+    policy: RetryPolicy,
+    failures: int,
+    exc: Exception,
+    sleep: Callable[[float], Awaitable[object]],
+    what: str,
+    resource_version: str | None,
+) -> None:
+    """Sleep the policy's backoff for a transient error, or raise a permanent one (or the last)."""
+    pause = policy.delay(failures, exc=exc)
+    if pause is None:
+        raise exc
+    log.warning("%s (%s); retrying in %.2fs from resourceVersion %s", what, exc, pause, resource_version)
+    await sleep(pause)
+
+
 async def resumable_watch(
     list_fn: ListFn,
     open_fn: OpenFn,
@@ -112,14 +128,22 @@ async def resumable_watch(
 ) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
     """Yield ``(event type, object)`` forever: ADDED / MODIFIED / DELETED, resumed and re-listed.
 
-    The consumer ends the watch by leaving its ``async for`` (or cancelling); ``list_fn`` errors
-    (after the caller's own retries) propagate.
+    The consumer ends the watch by leaving its ``async for`` (or cancelling). Transient errors of
+    ``list_fn`` (after the caller's own retries) are retried with ``policy`` like the watch's;
+    others (e.g. ``JobDeleted``, 403) propagate.
     """
     state = _State()
     failures = 0
     while True:
         if state.resource_version is None:
-            items, resource_version = await list_fn()
+            try:
+                items, resource_version = await list_fn()
+            except Exception as exc:
+                # A re-list right after the API server came back (410 on resume) can still meet a
+                # refused connection: same backoff budget as the watch itself.
+                failures += 1
+                await _pause_or_raise(policy, failures, exc, sleep, "list for the watch failed", None)
+                continue
             for listed in state.relisted(items, resource_version):
                 yield listed
             if state.resource_version is None:
@@ -143,16 +167,7 @@ async def resumable_watch(
                 state.resource_version = None
                 continue
             failures += 1
-            pause = policy.delay(failures, exc=exc)
-            if pause is None:
-                raise
-            log.warning(
-                "watch interrupted (%s); reconnecting in %.2fs from resourceVersion %s",
-                exc,
-                pause,
-                state.resource_version,
-            )
-            await sleep(pause)
+            await _pause_or_raise(policy, failures, exc, sleep, "watch interrupted", state.resource_version)
             continue
         if seen == 0 and clock() - started < MIN_HEALTHY_WATCH_SECONDS:
             failures += 1

@@ -24,10 +24,12 @@ class AirflowEnv:
     home: Path
     env: dict[str, str]
 
+    def command(self, *args: str) -> list[str]:
+        return [str(Path(sys.executable).parent / "airflow"), *args]
+
     def run(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
-        airflow = str(Path(sys.executable).parent / "airflow")
         proc = subprocess.run(
-            [airflow, *args], env=self.env, cwd=self.home, capture_output=True, text=True, timeout=timeout
+            self.command(*args), env=self.env, cwd=self.home, capture_output=True, text=True, timeout=timeout
         )
         if check and proc.returncode != 0:
             raise AssertionError(

@@ -105,6 +105,41 @@ async def test_410_error_event_relists() -> None:
     assert sleeps.delays == []
 
 
+class FlakyLister(Lister):
+    """A re-list that first meets a refused connection (the API server is restarting)."""
+
+    def __init__(self, error: BaseException, *lists: tuple[list[dict[str, Any]], str]) -> None:
+        super().__init__(*lists)
+        self.error: BaseException | None = error
+
+    async def __call__(self) -> tuple[list[dict[str, Any]], str]:
+        if self.count == 1 and self.error is not None:
+            error, self.error = self.error, None
+            self.count += 1
+            raise error
+        return await super().__call__()
+
+
+async def test_relist_after_410_backs_off_on_a_refused_connection() -> None:
+    lister = FlakyLister(ConnectionRefusedError(111, "Connection refused"), ([job("j", "5")], "5"),
+                         ([job("j", "40", active=1)], "41"))  # fmt: skip
+    server = FakeWatchServer(FakeStream(gone_event()), FakeStream(event("MODIFIED", job("j", "42"))))
+    sleeps = Sleeps()
+    assert await take(watch(lister, server, sleeps), 3) == [
+        ("ADDED", "5"),
+        ("MODIFIED", "40"),
+        ("MODIFIED", "42"),
+    ]
+    assert len(sleeps.delays) == 1 and sleeps.delays[0] > 0
+
+
+async def test_relist_with_a_permanent_error_raises() -> None:
+    lister = FlakyLister(fail(403, "Forbidden", "no"), ([job("j", "5")], "5"))
+    server = FakeWatchServer(FakeStream(gone_event()))
+    with pytest.raises(KbatchApiError):
+        await take(watch(lister, server, Sleeps()), 3)
+
+
 async def test_410_http_status_relists_and_reports_vanished_objects() -> None:
     pod_a, pod_b = job("a", "5", uid="ua"), job("b", "6", uid="ub")
     lister = Lister(([pod_a, pod_b], "6"), ([job("b", "6", uid="ub")], "50"))
