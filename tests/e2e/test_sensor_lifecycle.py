@@ -9,6 +9,8 @@ marker is written. ``airflow dags test`` runs in the background with its output 
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import json
 import os
 import secrets
@@ -23,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_kbatch.sensors.job import KbatchJobSensor
 from tests.conftest import ClusterHandle, dump, wait_until
 
 # A pod: wait for the marker file (if one is given), then exit with the given code.
@@ -425,3 +428,58 @@ def _record(
             resource_version = obj.metadata.resource_version
             finalizers = list(obj.metadata.finalizers or [])
             events.append((kind, event["type"], obj.metadata.name, finalizers, int(resource_version)))
+
+
+# --------------------------------------------------------------------------- kill while deferred
+
+
+def _defer_and_kill(namespace: str, job_name: str, on_kill_action: str | None) -> None:
+    """Defer a sensor, rebuild its trigger from the serialized kwargs as the triggerer does, run
+    it, then cancel it and call ``on_kill()``: what the triggerer does when a user kills the task."""
+    from airflow.sdk.exceptions import TaskDeferred
+
+    sensor = KbatchJobSensor(task_id="wait", namespace=namespace, job_name=job_name, deferrable=True)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute({})
+    path, kwargs = deferred.value.trigger.serialize()
+    if on_kill_action is not None:  # the control: the same trigger as the operator's default
+        kwargs = {**kwargs, "on_kill_action": on_kill_action}
+    module, cls = path.rsplit(".", 1)
+    trigger = getattr(importlib.import_module(module), cls)(**json.loads(json.dumps(kwargs)))
+
+    async def run_then_kill() -> None:
+        events = trigger.run()
+        with pytest.raises(asyncio.TimeoutError):  # the Job is still running: no event
+            await asyncio.wait_for(events.__anext__(), timeout=3)
+        await events.aclose()
+        await trigger.on_kill()
+
+    asyncio.run(run_then_kill())
+
+
+def test_a_killed_deferred_sensor_leaves_the_job_running(devcluster, namespace, markers):
+    marker = markers / "kill-done"
+    create_job(devcluster, namespace, "watched", marker=marker, completions=2)
+    create_job(devcluster, namespace, "control", marker=marker)
+    running_pods(devcluster, namespace, "watched", 2)
+    running_pods(devcluster, namespace, "control", 1)
+
+    _defer_and_kill(namespace, "watched", None)  # the sensor's own trigger
+    _defer_and_kill(namespace, "control", "delete")  # proves on_kill really ran against the cluster
+
+    wait_until(
+        lambda: (
+            not devcluster.batch()
+            .list_namespaced_job(namespace, field_selector="metadata.name=control")
+            .items
+        ),
+        timeout=60,
+        what="the control job deleted by its on_kill",
+    )
+    job = devcluster.batch().read_namespaced_job("watched", namespace)
+    assert job.metadata.deletion_timestamp is None and not job.spec.suspend
+    assert [p.status.phase for p in pods_of(devcluster, namespace, "watched")] == ["Running", "Running"]
+    marker.touch()
+    wait_until(
+        lambda: condition(devcluster, namespace, "watched", "Complete"), timeout=60, what="watched completes"
+    )
