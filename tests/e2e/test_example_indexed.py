@@ -68,6 +68,9 @@ def test_fail_job_exit_code_fails_without_airflow_retry(airflow_env, devcluster,
     assert state == "failed" and try_number == 1, "retries=1 must not apply to a FailJob rule"
     output = proc.stdout + proc.stderr
     assert "FailJob rule matched" in output and "exit code 42" in output
+    # the failure names the index and shows the last log lines of its pod
+    assert "- index 3: pod " in output and "last log lines of" in output
+    assert 'msg="failing on purpose"' in output
     jobs = _jobs(devcluster, namespace)
     assert len(jobs) == 1
     failed = [c for c in jobs[0].status.conditions if c.type == "Failed" and c.status == "True"]
