@@ -13,5 +13,7 @@ COPY airflow_provider_kbatch/__init__.py /app/airflow_provider_kbatch/__init__.p
 COPY airflow_provider_kbatch/runtime /app/airflow_provider_kbatch/runtime
 COPY airflow_provider_kbatch/examples /app/airflow_provider_kbatch/examples
 ENV PYTHONPATH=/app PYTHONUNBUFFERED=1
-RUN python -c "from airflow_provider_kbatch import runtime; import airflow_provider_kbatch.examples.square"
+RUN python -c "from airflow_provider_kbatch import runtime; import airflow_provider_kbatch.examples.square, \
+airflow_provider_kbatch.examples.ingest, airflow_provider_kbatch.examples.transform, \
+airflow_provider_kbatch.examples.publish, airflow_provider_kbatch.examples.checkpointed"
 USER 1000:1000
