@@ -10,8 +10,9 @@ and every API call made by :mod:`airflow_provider_kbatch.hooks.kbatch`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -49,6 +50,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OnKill = Literal["delete", "suspend", "keep"]
+
+
+class KbatchInvalidStage(KbatchSpecErrors, AirflowFailException):
+    """The stage description is invalid; nothing was submitted. Still a :class:`KbatchSpecError`
+    naming every field, and an ``AirflowFailException``: no retry can fix the task's arguments."""
+
+    def _render(self) -> str:
+        return str(self.errors[0]) if len(self.errors) == 1 else super()._render()
+
+
+@contextlib.contextmanager
+def _final_if_invalid() -> Iterator[None]:
+    try:
+        yield
+    except KbatchSpecError as err:
+        raise KbatchInvalidStage(err.errors if isinstance(err, KbatchSpecErrors) else (err,)) from None
 
 
 def _default_deferrable() -> bool:
@@ -360,11 +377,12 @@ class KbatchJobOperator(BaseOperator):
 
     # ---------------------------------------------------------------- execution
     def execute(self, context: Context) -> Any:
-        spec = self.stage_spec()
-        validate_stage(spec)  # every mistake, named, before any request
-        identity = self.identity(context)
-        self.validate_ports(identity.map_index)
-        validate_stage(spec, server_version=self.hook.server_version())
+        with _final_if_invalid():  # every mistake, named, before any request; not retried
+            spec = self.stage_spec()
+            validate_stage(spec)
+            identity = self.identity(context)
+            self.validate_ports(identity.map_index)
+            validate_stage(spec, server_version=self.hook.server_version())
         spec = self._prepare_pipeline(context, spec, identity)
         digest = spec_hash(spec)
         from airflow_provider_kbatch import ledger
