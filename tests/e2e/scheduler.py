@@ -6,11 +6,15 @@ Use it from a test module::
 
     from tests.e2e.scheduler import airflow_scheduler  # noqa: F401
 
+    @pytest.mark.timeout(900)  # the first test using it pays for the start-up
     def test_something(airflow_scheduler, devcluster):
         airflow_scheduler.wait_dag("my_dag")
-        airflow_scheduler.unpause("my_dag")
         backfill_id = airflow_scheduler.backfill("my_dag", "2026-01-01", "2026-01-05", conf={...})
+        airflow_scheduler.unpause("my_dag")
         runs = airflow_scheduler.wait_runs("my_dag", 5, backfill_id=backfill_id, timeout=300)
+
+Importing the fixture into two test modules gives each its own deployment (pytest makes one
+fixture definition per module): once a second module needs it, import it in a conftest instead.
 
 Deliberate choices:
 
@@ -20,7 +24,8 @@ Deliberate choices:
   :class:`AirflowScheduler` for a deployment that schedules.
 * ``[core] parallelism = 4``: LocalExecutor worker processes are few on a 2-core machine.
 * ``[workers] min_heartbeat_interval = 1``: see the comment where it is set (a deferral race).
-* SQLite in WAL mode with a 60 s lock timeout: four daemons write to one file.
+* SQLite (Airflow puts it in WAL mode) with a 60 s lock wait, and ``BEGIN IMMEDIATE`` in the CLI
+  commands the tests run: see :meth:`AirflowScheduler._write_sqlite_settings`.
 * Every process the deployment starts carries a marker in its environment. Task processes run
   in process groups of their own (the task supervisor calls ``setpgid``) and may be re-parented
   when their parent dies, so teardown finds them by that marker as well as by process group and
@@ -212,9 +217,6 @@ class AirflowScheduler:
         self.home.mkdir(parents=True, exist_ok=True)
         self._write_sqlite_settings()
         self.run("db", "migrate", timeout=timeout, immediate=False)
-        with contextlib.closing(sqlite3.connect(self.db_path)) as db:
-            # persistent on the file: readers never block the writer, the writer never blocks readers
-            db.execute("PRAGMA journal_mode=WAL")
         for component in COMPONENTS:
             args = [component]
             if component in ("scheduler", "triggerer"):
