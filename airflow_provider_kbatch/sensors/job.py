@@ -16,7 +16,12 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+)
 
 from airflow_provider_kbatch.status import job_outcome
 from airflow_provider_kbatch.triggers.job import KbatchJobTrigger
@@ -108,7 +113,12 @@ class KbatchJobSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        return self._check_or_defer(None)
+        try:
+            return self._check_or_defer(None)
+        except AirflowException as err:  # soft_fail / never_fail, as resume_execution applies them later
+            if self.soft_fail or getattr(self, "never_fail", False):
+                raise AirflowSkipException(f"skipping (soft_fail/never_fail): {err}") from err
+            raise
 
     def _check_or_defer(self, deadline: float | None) -> None:
         """Deferrable mode: done, or defer on the next unfinished Job (or a timer while none exists).

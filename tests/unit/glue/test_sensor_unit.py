@@ -14,7 +14,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout, TaskDeferred
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    TaskDeferred,
+)
 from kubernetes import client
 
 from airflow_provider_kbatch.operators.job import (
@@ -428,3 +434,12 @@ def test_lifecycle_refuses_a_name_or_selector_that_rendered_empty(cls, kwargs, f
     with pytest.raises(AirflowFailException, match=f"{field} is empty"):
         lifecycle(cls, hook, **kwargs).execute({})
     assert hook.calls == [] and set(hook.jobs) == {"a", "b"}
+
+
+@pytest.mark.parametrize("flag", ["soft_fail", "never_fail"])
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_soft_fail_skips_on_a_failed_job_in_every_mode(flag, deferrable):
+    """Poke mode gets it from BaseSensorOperator.execute; the deferrable first look must match."""
+    op = sensor(FakeHook(job("etl", *FAIL_JOB)), deferrable=deferrable, **{flag: True})
+    with pytest.raises(AirflowSkipException):
+        op.execute({})
