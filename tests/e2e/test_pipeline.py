@@ -10,6 +10,7 @@ from typing import Any
 
 from airflow_provider_kbatch.examples.orders import ORDERS_PER_INDEX, expected_report
 from airflow_provider_kbatch.pipeline import ledger as rules
+from airflow_provider_kbatch.sensors.output import KbatchOutputSensor
 from airflow_provider_kbatch.workspace import read_workspace
 
 DAG_ID = "kbatch_example_pipeline"
@@ -105,3 +106,22 @@ def test_three_stage_pipeline_hands_data_through_the_workspace(airflow_env, devc
     events = {uri.rsplit("/", 1)[1]: json.loads(extra) for uri, extra in rows}
     assert set(events) == {"raw_orders", "clean_orders", "report"}
     assert events["report"]["manifest_digest"] == outputs["report"].manifest_digest
+
+    # a downstream DAG's sensor finds the output by run id, or by the run's logical date
+    run_id = workspace.run_id
+    assert (
+        run_id
+        and rules.ledger_name(DAG_ID, run_id)
+        == devcluster.core()
+        .list_namespaced_config_map(namespace, label_selector="kbatch.io/ledger=true")
+        .items[0]
+        .metadata.name
+    )
+    for how in ({"run_id": run_id}, {"logical_date": "2026-01-01"}):
+        sensor = KbatchOutputSensor(
+            task_id="wait", external_dag_id=DAG_ID, output_name="clean_orders", namespace=namespace, **how
+        )
+        poked = sensor.poke({})
+        assert poked.is_done, how
+        assert poked.xcom_value["stage"] == "transform" and poked.xcom_value["run_id"] == run_id
+        assert poked.xcom_value["manifest_digest"] == outputs["clean_orders"].manifest_digest
