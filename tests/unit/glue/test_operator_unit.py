@@ -183,6 +183,44 @@ def test_template_fields_are_the_arguments_unchanged() -> None:
     assert set(KbatchJobOperator.template_fields) == {*arguments, "job_manifest"}
 
 
+def test_rendered_manifest_is_the_manifest_that_is_created() -> None:
+    hook = FakeHook()
+    op = operator(hook)
+    op.render_template_fields(context())
+    rendered = copy.deepcopy(op.job_manifest)
+    deferred(op)
+    created = next(c[2] for c in hook.calls if c[0] == "create_job")
+    assert rendered == created
+
+
+def test_a_resumed_attempt_shows_the_job_that_ran_after_execution() -> None:
+    """Rendered before execute, the manifest is the first attempt's; the resumed Job runs only the
+    failed index: execute_complete puts that Job in the rendered fields (overwritten at the end)."""
+    hook = FakeHook()
+    first = operator(hook)
+    name = deferred(first).trigger.job_name
+    _finished(hook, name, "Failed", "FailedIndexes", completedIndexes="0-1,3", failedIndexes="2")
+    event = {"status": "finished", "namespace": NS, "name": name, "uid": "uid-1"}
+    with pytest.raises(AirflowException):
+        first.execute_complete(context(), event)
+
+    retry = operator(hook)
+    retry.render_template_fields(context(try_number=2))
+    assert retry.job_manifest is not None and retry.job_manifest["spec"]["completions"] == 4
+    resumed = deferred(retry, context(try_number=2)).trigger
+    assert resumed.index_map == "2"
+    again = operator(hook)  # the task resumes from deferral in a new process: rendered again
+    again.render_template_fields(context(try_number=2))
+    _finished(hook, resumed.job_name, "Complete", "CompletionsReached", completedIndexes="0", succeeded=1)
+    event = {"status": "finished", "namespace": NS, "name": resumed.job_name, "uid": "uid-2"}
+    result = again.execute_complete(context(try_number=2), event)
+    assert result["completed_indexes"] == "0-3"
+    assert KbatchJobOperator.overwrite_rtif_after_execution is True
+    ran = again.job_manifest
+    assert ran is not None and ran["metadata"]["name"] == resumed.job_name and "status" not in ran
+    assert ran["spec"]["completions"] == 1 and ran["metadata"]["annotations"]["kbatch.io/index-map"] == "2"
+
+
 # --------------------------------------------------------------------------- validation before any request
 
 
