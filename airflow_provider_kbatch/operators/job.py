@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_kbatch.hooks.kbatch import KbatchHook
+    from airflow_provider_kbatch.spec.intervals import IndexSet
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,9 @@ class KbatchJobOperator(BaseOperator):
         "job_manifest",
     )
     template_fields_renderers = {"job_manifest": "json", "job_template": "json", "env": "json"}
+    # job_manifest is rendered before execute; execute_complete replaces it with the Job that ran
+    # (a resumed or adopted attempt runs another index map or generation than the default)
+    overwrite_rtif_after_execution = True
     ui_color = "#d6e8fc"
 
     def __init__(
@@ -267,9 +271,7 @@ class KbatchJobOperator(BaseOperator):
             if self.workspace is not None:  # the claim a first stage would create
                 claim = self.workspace.claim_name or claim_name(identity.dag_id, identity.run_id)
                 spec = apply_wiring(spec, self._wiring(spec, identity, self.pipeline_ports(), claim))
-            self.job_manifest = build_job_manifest(
-                spec, identity, generation=identity.try_number, namespace=self.namespace
-            )
+            self.job_manifest = self._build_manifest(spec, identity, identity.try_number)
         except (KbatchSpecError, ValueError) as err:  # execute raises it again, before any I/O
             self.job_manifest = {"invalid": str(err)}
 
@@ -452,19 +454,25 @@ class KbatchJobOperator(BaseOperator):
         event = asyncio.run(self._wait(plan))
         return self.execute_complete(context, event)
 
+    def _build_manifest(
+        self, spec: StageSpec, identity: JobIdentity, generation: int, index_map: IndexSet | None = None
+    ) -> dict[str, Any]:
+        """The Job manifest of one attempt; the same call renders it and creates it."""
+        return build_job_manifest(
+            spec,
+            identity,
+            generation=generation,
+            namespace=self.namespace,
+            index_map=index_map,
+            extra_env={"KBATCH_TRY_NUMBER": str(identity.try_number)},
+            extra_annotations={GENERATION_ANNOTATION: str(generation)},
+        )
+
     def _submit(self, spec: StageSpec, identity: JobIdentity, plan: Plan, digest: str) -> dict[str, Any]:
         if plan.action == "adopt":
             assert plan.existing is not None
             return plan.existing
-        manifest = build_job_manifest(
-            spec,
-            identity,
-            generation=plan.generation,
-            namespace=self.namespace,
-            index_map=plan.index_map,
-            extra_env={"KBATCH_TRY_NUMBER": str(identity.try_number)},
-            extra_annotations={GENERATION_ANNOTATION: str(plan.generation)},
-        )
+        manifest = self._build_manifest(spec, identity, plan.generation, plan.index_map)
         self.job_manifest = manifest
         job, created = submit(self.hook, self.namespace, manifest, digest)
         self.log.info(
@@ -516,6 +524,7 @@ class KbatchJobOperator(BaseOperator):
         job = self.hook.get_job(event["namespace"], name)
         if job is None:
             raise AirflowException(f"job {event['namespace']}/{name} disappeared before its outcome was read")
+        self.job_manifest = _as_ran(job)
         result, failure = finish_stage(
             self.hook,
             event["namespace"],
@@ -547,6 +556,17 @@ class KbatchJobOperator(BaseOperator):
         else:
             self.log.info("deleting job %s/%s and its pods", namespace, name)
             self.hook.delete_job(namespace, name, propagation="Foreground")
+
+
+def _as_ran(job: dict[str, Any]) -> dict[str, Any]:
+    """The Job as the API server holds it (defaults included), without status and bookkeeping."""
+    meta = job.get("metadata") or {}
+    return {
+        "apiVersion": job.get("apiVersion", "batch/v1"),
+        "kind": job.get("kind", "Job"),
+        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "labels", "annotations") if k in meta},
+        "spec": job.get("spec") or {},
+    }
 
 
 def _empty() -> Any:
