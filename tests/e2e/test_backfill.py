@@ -1,18 +1,24 @@
 """Example 4: a daily DAG backfilled with ``airflow backfill create`` and executed by a real
 scheduler (LocalExecutor) and triggerer against the local cluster. Several dates run at once; no
-two runs share a Job name or a ledger ConfigMap, and each run's pods saw their own date."""
+two runs share a Job name, a ledger ConfigMap or a directory on the claim they all write to, and
+each run's pods saw their own date and read back only their own rows."""
 
 from __future__ import annotations
 
 import datetime
+import json
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from airflow_provider_kbatch import workspace as ws
 from airflow_provider_kbatch.pipeline import ledger as ledger_rules
+from airflow_provider_kbatch.runtime.manifest import MANIFEST_PATH
 from airflow_provider_kbatch.spec import names
+from tests.conftest import wait_until
 from tests.e2e.scheduler import (
     AirflowScheduler,
     Run,
@@ -25,6 +31,7 @@ DAG_FILE = "kbatch_daily.py"
 FROM, TO = "2026-01-01", "2026-01-05"
 MAX_ACTIVE_RUNS = 3
 TASKS = ("extract", "report")
+CLAIM, OUTPUT = "kbatch-daily", "squares"
 MANAGED = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
 
 
@@ -54,6 +61,7 @@ def test_backfill_runs_dates_at_once_without_collisions(
 ) -> None:
     sched = airflow_scheduler
     namespace = devcluster.namespace("backfill")
+    _create_claim(devcluster, namespace)
     sched.wait_dag(DAG_ID, timeout=120)
     errors = {f: e for f, e in sched.import_errors().items() if f.endswith(DAG_FILE)}
     assert not errors, errors
@@ -92,6 +100,7 @@ def test_backfill_runs_dates_at_once_without_collisions(
 
     jobs = _check_jobs(devcluster, namespace, tries)
     _check_ledgers(devcluster, namespace, jobs)
+    _check_claim(devcluster, namespace, runs)
 
     # each run's pods saw that run's own date and run id; the report read its own extract's results
     for run in runs:
@@ -99,13 +108,54 @@ def test_backfill_runs_dates_at_once_without_collisions(
         extract = sched.xcom(DAG_ID, run.run_id, "extract")
         assert extract["namespace"] == namespace, extract
         assert sorted(extract["results"]) == ["0", "1", "2"], extract
+        assert {r["ds"] for r in extract["results"].values()} == {ds}, extract
         report = sched.xcom(DAG_ID, run.run_id, "report")
         assert report["results"]["0"] == {
             "ds": ds,
             "run_id": run.run_id,
+            "input_run_id": run.run_id,
             "indexes": [0, 1, 2],
             "sum_of_squares": 5,
         }, report
+
+
+def _create_claim(devcluster: Any, namespace: str) -> None:
+    """The existing claim every run of the DAG writes to (each under its own sub-path)."""
+    core = devcluster.core()
+    core.create_namespaced_persistent_volume_claim(
+        namespace,
+        {
+            "metadata": {"name": CLAIM},
+            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "64Mi"}}},
+        },
+    )
+    wait_until(
+        lambda: core.read_namespaced_persistent_volume_claim(CLAIM, namespace).status.phase == "Bound",
+        timeout=60,
+        what=f"claim {namespace}/{CLAIM} bound",
+    )
+
+
+def _check_claim(devcluster: Any, namespace: str, runs: list[Run]) -> None:
+    """On the volume itself: one directory per run, holding that run's manifest and rows only."""
+    core = devcluster.core()
+    volume = core.read_persistent_volume(
+        core.read_namespaced_persistent_volume_claim(CLAIM, namespace).spec.volume_name
+    )
+    root = Path(volume.spec.host_path.path)
+    assert sorted(p.name for p in (root / "runs").iterdir()) == sorted(names.run_key(r.run_id) for r in runs)
+    digests = set()
+    for run in runs:
+        ds = run.logical_date.date().isoformat() if run.logical_date else None
+        out = root / ws.output_subpath(run.run_id, OUTPUT)
+        manifest = json.loads((out / MANIFEST_PATH).read_text())
+        assert (manifest["run_id"], manifest["stage"]) == (run.run_id, "extract"), manifest
+        rows = [
+            json.loads(line) for f in manifest["files"] for line in (out / f["path"]).read_text().splitlines()
+        ]
+        assert sorted((r["ds"], r["index"]) for r in rows) == [(ds, i) for i in range(3)], rows
+        digests.add(json.dumps(manifest["files"], sort_keys=True))
+    assert len(digests) == len(runs)  # every run wrote its own files
 
 
 def _check_jobs(devcluster: Any, namespace: str, tries: dict[tuple[str, str], int]) -> dict[str, str]:
@@ -126,6 +176,19 @@ def _check_jobs(devcluster: Any, namespace: str, tries: dict[tuple[str, str], in
         # one Job per task instance; an Airflow retry may add one of a new generation, never more
         assert 1 <= len(task_jobs) <= tries[key], (key, tries[key], [j.metadata.name for j in task_jobs])
         latest = max(task_jobs, key=lambda j: int(j.metadata.labels[names.LABEL_ATTEMPT]))
+        # the claim mounted on this run's own sub-path: read-write for extract, read-only for report
+        mounts = {
+            (m.sub_path, bool(m.read_only))
+            for m in latest.spec.template.spec.containers[0].volume_mounts
+            if m.name == ws.VOLUME_NAME
+        }
+        assert mounts == {(ws.output_subpath(key[0], OUTPUT), key[1] == "report")}, (key, mounts)
+        claims = {
+            v.persistent_volume_claim.claim_name
+            for v in latest.spec.template.spec.volumes
+            if v.persistent_volume_claim
+        }
+        assert claims == {CLAIM}, (key, claims)
         conditions = {c.type: c.status for c in latest.status.conditions or []}
         assert conditions.get("Complete") == "True", (latest.metadata.name, conditions)
     all_names = [job.metadata.name for job in jobs]
@@ -145,6 +208,7 @@ def _check_ledgers(devcluster: Any, namespace: str, run_of_job: dict[str, str]) 
     assert sorted(ledger_keys) == sorted(run_by_key), ledger_keys  # one ledger per run, no more
     cm_names = [cm.metadata.name for cm in config_maps]
     assert len(set(cm_names)) == len(cm_names), cm_names
+    digests = []
     for cm in config_maps:
         run_id = run_by_key[cm.metadata.labels[names.LABEL_RUN_KEY]]
         assert cm.metadata.name == ledger_rules.ledger_name(DAG_ID, run_id), cm.metadata.name
@@ -157,3 +221,12 @@ def _check_ledgers(devcluster: Any, namespace: str, run_of_job: dict[str, str]) 
             assert run_of_job.get(record.attempts[-1].job) == run_id, (run_id, task_id, record.attempts)
             foreign = {a.job for a in record.attempts if run_of_job.get(a.job, run_id) != run_id}
             assert not foreign, (run_id, task_id, foreign)
+        # the run's output: written on the shared claim, under the digest of this run's extract
+        workspace = ws.read_workspace(cm.data)
+        extract = ledger_rules.read_stage(cm.data, ledger_rules.stage_key("extract"))
+        assert workspace is not None and workspace.claim == CLAIM and workspace.run_id == run_id, workspace
+        assert extract is not None and extract.output is not None, extract
+        assert workspace.outputs[OUTPUT].claim == CLAIM, workspace.outputs
+        assert workspace.outputs[OUTPUT].manifest_digest == extract.output.manifest_digest, workspace.outputs
+        digests.append(extract.output.manifest_digest)
+    assert len(set(digests)) == len(config_maps), digests
