@@ -67,7 +67,7 @@ def _contract_problems(
 ) -> list[str]:
     if recorded is None:
         return [f"{where}: contract: expected {accepted}, found no contract on the recorded output"]
-    header = {"name": recorded.get("name"), "version": recorded.get("version"), "fields": {}}
+    header: dict[str, Any] = {"name": recorded.get("name"), "version": recorded.get("version"), "fields": {}}
     try:
         errors = incompatibilities(header, Contract(accepted.name, accepted.version))
     except ValueError as exc:

@@ -8,7 +8,6 @@ contract check). Every write to the ledger goes through the hook's compare-and-s
 from __future__ import annotations
 
 import datetime
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -20,6 +19,7 @@ from airflow_provider_kbatch.pipeline import ledger as rules
 from airflow_provider_kbatch.pipeline.contracts import Contract
 from airflow_provider_kbatch.spec.names import JobIdentity
 from airflow_provider_kbatch.spec.stage import StageSpec
+from airflow_provider_kbatch.waiter import Log
 
 MAX_GENERATIONS_PER_EXECUTE = 5
 
@@ -61,7 +61,7 @@ def _provider_claim(
     identity: JobIdentity,
     workspace: ws.Workspace,
     record: ws.WorkspaceRecord | None,
-    log: logging.Logger,
+    log: Log,
 ) -> tuple[str, int, dict[str, Any]]:
     """Find the run's claim, or create it (idempotent: a 409 means another stage did)."""
     from airflow_provider_kbatch.hooks.errors import AlreadyExists
@@ -111,7 +111,7 @@ def prepare_stage(
     spec: StageSpec,
     declared: Mapping[str, Contract | None],
     logical_date: str | None,
-    log: logging.Logger,
+    log: Log,
 ) -> PreparedStage:
     """Check the inputs against the ledger, make sure the run's claim exists and is recorded,
     and return the stage spec wired to it. Raises :class:`handoff.InputCheckError` before any
@@ -203,7 +203,7 @@ def record_output_location(
 
 
 def delete_workspace(
-    hook: Any, namespace: str, identity: JobIdentity, workspace: ws.Workspace, log: logging.Logger
+    hook: Any, namespace: str, identity: JobIdentity, workspace: ws.Workspace, log: Log
 ) -> str | None:
     """Delete the run's provider-created claim and record it. Returns the claim deleted, if any."""
     if not workspace.provisioned:

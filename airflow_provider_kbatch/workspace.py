@@ -541,7 +541,9 @@ def record_workspace(
     older generation (a concurrent stage that moved on wins). Output locations are kept: those on
     another uid no longer count (:func:`airflow_provider_kbatch.handoff.check_inputs`)."""
     text = data.get(WORKSPACE_KEY)
-    raw = _load(text) if text is not None else {"schema_version": SCHEMA_VERSION, "outputs": {}}
+    raw: dict[str, Any] = (
+        _load(text) if text is not None else {"schema_version": SCHEMA_VERSION, "outputs": {}}
+    )
     current = int(raw.get("generation") or 0)
     if text is not None and generation < current:
         return dict(data)
