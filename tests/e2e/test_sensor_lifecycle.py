@@ -483,3 +483,83 @@ def test_a_killed_deferred_sensor_leaves_the_job_running(devcluster, namespace, 
     wait_until(
         lambda: condition(devcluster, namespace, "watched", "Complete"), timeout=60, what="watched completes"
     )
+
+
+@pytest.mark.timeout(600)
+def test_marking_the_deferred_sensor_failed_in_a_deployment_keeps_the_job(
+    devcluster, namespace, markers, tmp_path_factory
+):
+    """The real path: scheduler, triggerer and api-server; the user marks the deferred sensor
+    failed through the REST API; the triggerer cancels the trigger and calls its ``on_kill``."""
+    import urllib.request
+
+    from tests.e2e.scheduler import REPO, AirflowScheduler
+
+    dag_id, run_id = "kbatch_test_sensor_deferrable", f"kill-{secrets.token_hex(3)}"
+    dags = tmp_path_factory.mktemp("sensor_dags")  # only this DAG file: little to parse
+    (dags / "kbatch_test_sensor.py").symlink_to(REPO / "tests" / "e2e" / "dags" / "kbatch_test_sensor.py")
+    marker = markers / "deployment-kill"
+    create_job(devcluster, namespace, "watched", marker=marker, completions=2)
+    running_pods(devcluster, namespace, "watched", 2)
+    deployment = AirflowScheduler(
+        home=tmp_path_factory.mktemp("sensor_deployment"),
+        dags_folder=dags,
+        extra_env=devcluster.cluster.env(),
+    )
+    try:
+        deployment.start()
+        deployment.wait_dag(dag_id)
+        deployment.unpause(dag_id)
+        conf = {"namespace": namespace, "job_name": "watched"}
+        deployment.run("dags", "trigger", dag_id, "--run-id", run_id, "-c", json.dumps(conf))
+        wait_until(
+            lambda: deployment.task_instances(dag_id, run_id).get(("wait", -1), (None,))[0] == "deferred",
+            timeout=180,
+            what="the sensor deferred",
+        )
+        # the triggerer must be running the trigger (marking failed before that kills nothing)
+        wait_until(
+            lambda: _logged(
+                deployment.home, lambda line: "starting" in line and run_id in line and "trigger" in line
+            ),
+            timeout=120,
+            what="the triggerer running the sensor's trigger",
+        )
+        request = urllib.request.Request(
+            f"{deployment.url}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/wait",
+            data=json.dumps({"new_state": "failed"}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="PATCH",
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200
+        wait_until(
+            lambda: _logged(deployment.home, lambda line: "invoking on_kill" in line),
+            timeout=60,
+            what="the triggerer calling the trigger's on_kill",
+        )
+        assert deployment.task_instances(dag_id, run_id)[("wait", -1)][0] == "failed"
+        job = devcluster.batch().read_namespaced_job("watched", namespace)
+        assert job.metadata.deletion_timestamp is None and not job.spec.suspend
+        assert [p.status.phase for p in pods_of(devcluster, namespace, "watched")] == ["Running", "Running"]
+    except BaseException:
+        print(deployment.report(dag_id))  # noqa: T201 -- the deployment's logs, for the failure report
+        raise
+    finally:
+        deployment.stop()
+    marker.touch()
+    wait_until(
+        lambda: condition(devcluster, namespace, "watched", "Complete"), timeout=60, what="watched completes"
+    )
+
+
+def _logged(home: Path, match: Any) -> bool:
+    """A line of the triggerer's output or of a task/trigger log file under ``home`` matches."""
+    files = [home / "triggerer.out", *(home / "logs").rglob("*.log")]
+    for path in files:
+        try:
+            if any(match(line) for line in path.read_text(errors="replace").splitlines()):
+                return True
+        except FileNotFoundError:
+            continue
+    return False
