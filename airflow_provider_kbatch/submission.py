@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from airflow_provider_kbatch.spec.intervals import IndexSet
+from airflow_provider_kbatch.spec.intervals import IndexSet, map_local
 from airflow_provider_kbatch.spec.names import (
     ANNOTATION_INDEX_MAP,
     ANNOTATION_SPEC_HASH,
@@ -64,6 +64,14 @@ def job_index_map(job: dict[str, Any]) -> IndexSet:
     return IndexSet.full(int(job.get("spec", {}).get("completions") or 1))
 
 
+def _completed_by(jobs: list[dict[str, Any]]) -> IndexSet:
+    """Logical indexes the given Jobs completed (their status, mapped through their index maps)."""
+    done = IndexSet.of([])
+    for job in jobs:
+        done = done | map_local(job_outcome(job).completed, job_index_map(job))
+    return done
+
+
 def plan_submission(
     *,
     identity: JobIdentity,
@@ -106,6 +114,22 @@ def plan_submission(
             note="this try already ran this job; reporting its outcome",
         )
     everything = IndexSet.full(completions)
+    if resume:
+        # The ledger is the durable record; Jobs of earlier attempts that still exist count too
+        # (an attempt killed after its Job completed but before the ledger heard of it).
+        completed = completed | _completed_by(same_spec)
+        whole = [j for j in same_spec if job_outcome(j).succeeded and job_index_map(j) == everything]
+        if whole and not everything - completed:
+            job = whole[-1]
+            return Plan(
+                "adopt",
+                job["metadata"]["name"],
+                job_generation(job),
+                job_index_map(job),
+                existing=job,
+                stale=stale,
+                note="an earlier attempt's job of the same spec already completed; reporting its outcome",
+            )
     remaining = everything - completed if resume else everything
     used = {job_generation(j) for j in ours}
     generation = identity.try_number if identity.try_number not in used else max(used) + 1

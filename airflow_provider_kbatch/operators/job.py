@@ -21,6 +21,7 @@ from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_kbatch.assets import emit_output_event, output_outlet
+from airflow_provider_kbatch.hooks.kbatch import AsyncKbatchHook, KbatchHook
 from airflow_provider_kbatch.metrics import emit as emit_metrics
 from airflow_provider_kbatch.metrics import stage_metrics
 from airflow_provider_kbatch.outcome import finish_stage
@@ -30,6 +31,7 @@ from airflow_provider_kbatch.spec.manifest import build_job_manifest, spec_hash
 from airflow_provider_kbatch.spec.names import JobIdentity, selector_for
 from airflow_provider_kbatch.spec.stage import StageSpec
 from airflow_provider_kbatch.spec.validation import validate_stage
+from airflow_provider_kbatch.status import job_outcome
 from airflow_provider_kbatch.submission import GENERATION_ANNOTATION, Plan, plan_submission, submit
 from airflow_provider_kbatch.triggers.job import KbatchJobTrigger
 from airflow_provider_kbatch.waiter import WaitSettings, wait_for_job
@@ -45,7 +47,6 @@ from airflow_provider_kbatch.workspace import (
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_kbatch.hooks.kbatch import KbatchHook
     from airflow_provider_kbatch.spec.intervals import IndexSet
 
 log = logging.getLogger(__name__)
@@ -277,8 +278,6 @@ class KbatchJobOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> KbatchHook:
-        from airflow_provider_kbatch.hooks.kbatch import KbatchHook
-
         return KbatchHook(
             conn_id=self.conn_id, cluster_context=self.cluster_context, config_file=self.config_file
         )
@@ -485,8 +484,6 @@ class KbatchJobOperator(BaseOperator):
         return job
 
     async def _wait(self, plan: Plan) -> dict[str, Any]:
-        from airflow_provider_kbatch.hooks.kbatch import AsyncKbatchHook
-
         hook = AsyncKbatchHook(
             conn_id=self.conn_id, cluster_context=self.cluster_context, config_file=self.config_file
         )
@@ -550,6 +547,12 @@ class KbatchJobOperator(BaseOperator):
         if not self._job or self.on_kill_action == "keep":
             return
         namespace, name = self._job
+        job = self.hook.get_job(namespace, name)
+        if job is None or job_outcome(job).finished:
+            # Already finished (e.g. the task was killed while resuming after the trigger fired):
+            # keep it, its completed indexes are what the retry resumes from.
+            self.log.info("job %s/%s already finished or gone: leaving it", namespace, name)
+            return
         if self.on_kill_action == "suspend":
             self.log.info("suspending job %s/%s", namespace, name)
             self.hook.set_suspend(namespace, name, True)
@@ -603,8 +606,6 @@ class _JobRefOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> KbatchHook:
-        from airflow_provider_kbatch.hooks.kbatch import KbatchHook
-
         return KbatchHook(
             conn_id=self.conn_id, cluster_context=self.cluster_context, config_file=self.config_file
         )

@@ -420,7 +420,19 @@ def test_on_kill_after_submission(action: str, expected: tuple[Any, ...] | None)
     if expected is None:
         assert hook.calls == []
     else:
-        assert hook.calls == [(expected[0], NS, name, expected[3])]
+        assert hook.calls == [("get_job", NS, name), (expected[0], NS, name, expected[3])]
+
+
+def test_on_kill_leaves_a_finished_job_alone() -> None:
+    """Killed while resuming after the trigger fired: the completed Job is what a retry resumes from."""
+    hook = FakeHook()
+    op = operator(hook, on_kill="delete", deferrable=False)
+    op.deferrable = True
+    name = deferred(op).trigger.job_name
+    hook.jobs[name]["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+    hook.calls.clear()
+    op.on_kill()
+    assert hook.calls == [("get_job", NS, name)]
 
 
 def test_on_kill_before_submission_does_nothing() -> None:

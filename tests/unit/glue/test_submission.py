@@ -20,7 +20,12 @@ ID = JobIdentity(dag_id="etl", task_id="ingest", run_id="scheduled__2026-01-01T0
 
 
 def job(
-    generation: int, spec: str = "h1", *, finished: str | None = None, index_map: str = "0-9"
+    generation: int,
+    spec: str = "h1",
+    *,
+    finished: str | None = None,
+    index_map: str = "0-9",
+    completed: str = "",
 ) -> dict[str, Any]:
     conditions = [{"type": finished, "status": "True"}] if finished else []
     return {
@@ -35,7 +40,7 @@ def job(
             },
         },
         "spec": {"completions": len(IndexSet.parse(index_map))},
-        "status": {"conditions": conditions},
+        "status": {"conditions": conditions, "completedIndexes": completed},
     }
 
 
@@ -103,3 +108,25 @@ def test_is_ours_checks_labels_and_spec_hash():
     assert is_ours(mine, labels, "h1")
     assert not is_ours(mine, labels, "other")
     assert not is_ours(mine, {**labels, "kbatch.io/task-id": "x"}, "h1")
+
+
+def test_completions_of_an_earlier_job_still_in_the_cluster_count_for_resume():
+    # attempt 1 was killed after its Job finished but before the ledger heard of it
+    p = plan([job(1, finished="Failed", completed="0-6")], completed="")
+    assert p.action == "create" and str(p.index_map) == "7-9"
+
+
+def test_completions_of_a_resumed_job_map_to_logical_indexes():
+    earlier = job(1, finished="Failed", index_map="3,5,8", completed="0,2")  # local 0,2 = logical 3,8
+    p = plan([earlier], completed="0-2,4,6-7,9")
+    assert p.action == "create" and str(p.index_map) == "5"
+
+
+def test_an_earlier_job_that_completed_everything_is_adopted_not_rerun():
+    p = plan([job(1, finished="Complete", completed="0-9")], completed="")
+    assert p.action == "adopt" and p.generation == 1
+
+
+def test_no_resume_ignores_earlier_completions():
+    p = plan([job(1, finished="Complete", completed="0-9")], completed="0-9", resume=False)
+    assert p.action == "create" and str(p.index_map) == "0-9" and p.generation == 2
