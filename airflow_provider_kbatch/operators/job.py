@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -52,6 +53,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OnKill = Literal["delete", "suspend", "keep"]
+
+
+def _event_hold_seconds() -> float:
+    """How long after the deferral the trigger holds an early event (apache/airflow#72716).
+
+    ``[kbatch] trigger_event_hold_seconds``, 6 s by default: a trigger that fires within seconds
+    of the deferral can have the task marked failed by Airflow 3.3 ("state changed externally").
+    """
+    try:
+        return float(conf.getfloat("kbatch", "trigger_event_hold_seconds", fallback=6.0))
+    except (TypeError, ValueError):
+        return 6.0
 
 
 class KbatchInvalidStage(KbatchSpecErrors, AirflowFailException):
@@ -447,6 +460,7 @@ class KbatchJobOperator(BaseOperator):
                     on_kill_action=self.on_kill_action,
                     cluster_context=self.cluster_context,
                     config_file=self.config_file,
+                    not_before=time.time() + _event_hold_seconds(),
                 ),
                 method_name="execute_complete",
             )

@@ -8,7 +8,9 @@ event. ``on_kill`` -- a user marks the deferred task failed or success, or clear
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -32,6 +34,10 @@ class KbatchJobTrigger(BaseTrigger):
     :param index_map: interval string of the logical indexes the Job runs (resumed attempts).
     :param wait: :class:`WaitSettings` as a dict (progress interval, log streaming, queue timeout).
     :param on_kill_action: what a user kill of the deferred task does to the Job.
+    :param not_before: epoch seconds before which no event is yielded. A trigger that fires within
+        seconds of the deferral can meet Airflow 3.3's race where the task is marked failed
+        ("state changed externally", apache/airflow#72716); the operator sets this a few seconds
+        after the deferral.
     """
 
     def __init__(
@@ -46,6 +52,7 @@ class KbatchJobTrigger(BaseTrigger):
         on_kill_action: OnKill = "delete",
         cluster_context: str | None = None,
         config_file: str | None = None,
+        not_before: float | None = None,
         **unknown: Any,
     ) -> None:
         super().__init__()
@@ -60,6 +67,7 @@ class KbatchJobTrigger(BaseTrigger):
         self.on_kill_action = on_kill_action
         self.cluster_context = cluster_context
         self.config_file = config_file
+        self.not_before = not_before
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -74,6 +82,7 @@ class KbatchJobTrigger(BaseTrigger):
                 "on_kill_action": self.on_kill_action,
                 "cluster_context": self.cluster_context,
                 "config_file": self.config_file,
+                "not_before": self.not_before,
             },
         )
 
@@ -104,7 +113,16 @@ class KbatchJobTrigger(BaseTrigger):
         event = result.to_event(self.namespace, self.job_name)
         if self.job_uid and event["uid"] and event["uid"] != self.job_uid:
             event = {**event, "status": "deleted", "message": f"job was replaced (uid {event['uid']})"}
+        await self._hold_until_not_before()
         yield TriggerEvent(event)
+
+    async def _hold_until_not_before(self) -> None:
+        if self.not_before is None:
+            return
+        delay = self.not_before - time.time()
+        if delay > 0:
+            self.log.info("holding the event %.1fs: the job finished right after the deferral", delay)
+            await asyncio.sleep(delay)
 
     async def on_kill(self) -> None:
         """A user killed the deferred task: stop the Job so no pod keeps running."""

@@ -22,6 +22,7 @@ PINNED = (
         "on_kill_action": "delete",
         "cluster_context": None,
         "config_file": None,
+        "not_before": None,
     },
 )
 
@@ -45,3 +46,19 @@ def test_round_trip_and_old_or_unknown_kwargs_accepted():
     old = KbatchJobTrigger(job_name="j", namespace="n", some_future_option=1)
     assert old.serialize()[1]["on_kill_action"] == "delete"
     assert old.serialize()[1]["wait"]["stream_logs"] is True
+
+
+async def test_an_early_event_is_held_until_not_before(monkeypatch):
+    import airflow_provider_kbatch.triggers.job as module
+
+    slept = []
+
+    async def fake_sleep(seconds):
+        slept.append(seconds)
+
+    monkeypatch.setattr(module.time, "time", lambda: 100.0)
+    monkeypatch.setattr(module.asyncio, "sleep", fake_sleep)
+    await KbatchJobTrigger(job_name="j", namespace="n", not_before=104.5)._hold_until_not_before()
+    await KbatchJobTrigger(job_name="j", namespace="n", not_before=99.0)._hold_until_not_before()
+    await KbatchJobTrigger(job_name="j", namespace="n")._hold_until_not_before()
+    assert slept == [4.5]
