@@ -16,6 +16,10 @@ from typing import Any
 
 import pytest
 
+# One real deployment (api-server, scheduler, dag-processor, triggerer) for the whole session,
+# shared by every module that asks for it.
+from tests.e2e.scheduler import airflow_scheduler  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[2]
 
 

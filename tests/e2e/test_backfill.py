@@ -19,12 +19,7 @@ from airflow_provider_kbatch.pipeline import ledger as ledger_rules
 from airflow_provider_kbatch.runtime.manifest import MANIFEST_PATH
 from airflow_provider_kbatch.spec import names
 from tests.conftest import wait_until
-from tests.e2e.scheduler import (
-    AirflowScheduler,
-    Run,
-    airflow_scheduler,  # noqa: F401 -- the fixture
-    overlapping,
-)
+from tests.e2e.scheduler import AirflowScheduler, Run, overlapping
 
 DAG_ID = "kbatch_example_daily"
 DAG_FILE = "kbatch_daily.py"
@@ -56,7 +51,7 @@ def expected_dates() -> list[str]:
 
 @pytest.mark.timeout(900)
 def test_backfill_runs_dates_at_once_without_collisions(
-    airflow_scheduler: AirflowScheduler,  # noqa: F811
+    airflow_scheduler: AirflowScheduler,
     devcluster: Any,
 ) -> None:
     sched = airflow_scheduler
