@@ -20,13 +20,19 @@ def get_provider_info() -> dict:
         "operators": [
             {
                 "integration-name": "kbatch",
-                "python-modules": ["airflow_provider_kbatch.operators.job"],
+                "python-modules": [
+                    "airflow_provider_kbatch.operators.job",
+                    "airflow_provider_kbatch.operators.workspace",
+                ],
             }
         ],
         "sensors": [
             {
                 "integration-name": "kbatch",
-                "python-modules": ["airflow_provider_kbatch.sensors.job"],
+                "python-modules": [
+                    "airflow_provider_kbatch.sensors.job",
+                    "airflow_provider_kbatch.sensors.output",
+                ],
             }
         ],
         "triggers": [
