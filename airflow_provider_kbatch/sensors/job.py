@@ -139,17 +139,23 @@ class KbatchJobSensor(BaseSensorOperator):
                 f"KbatchJobSensor timed out after {self.timeout}s waiting for "
                 f"{self.job_name or self.label_selector} in {self.namespace}"
             )
+        # A trigger event within seconds of the deferral can get the task failed by Airflow 3.3
+        # (apache/airflow#72716): the operator's hold applies to the sensor's deferrals too.
+        from airflow_provider_kbatch.operators.job import _event_hold_seconds
+
+        hold = _event_hold_seconds()
         if not jobs:
             from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 
+            delay = max(min(float(self.poke_interval), remaining), hold)
             self.log.info(
                 "no job %s in %s yet; looking again in %ss",
                 self.job_name or self.label_selector,
                 self.namespace,
-                self.poke_interval,
+                delay,
             )
             self.defer(
-                trigger=TimeDeltaTrigger(timedelta(seconds=min(float(self.poke_interval), remaining))),
+                trigger=TimeDeltaTrigger(timedelta(seconds=delay)),
                 method_name="resume_wait",
                 kwargs={"deadline": deadline},
             )
@@ -164,6 +170,7 @@ class KbatchJobSensor(BaseSensorOperator):
                 on_kill_action="keep",
                 cluster_context=self.cluster_context,
                 config_file=self.config_file,
+                not_before=time.time() + hold if hold > 0 else None,
             ),
             method_name="execute_complete",
             kwargs={"deadline": deadline},

@@ -290,6 +290,8 @@ def test_deferrable_defers_to_a_watch_that_keeps_the_job_when_killed():
     assert kwargs["job_name"] == "etl" and kwargs["namespace"] == NS and kwargs["job_uid"] == "uid-etl"
     assert kwargs["on_kill_action"] == "keep", "the sensor does not own the Job: a kill must not delete it"
     assert kwargs["wait"]["stream_logs"] is False
+    # no event in the first seconds after the deferral (apache/airflow#72716), as for the operator
+    assert before + 6 <= kwargs["not_before"] <= time.time() + 6
     json.dumps(kwargs)  # trigger kwargs are stored as JSON
     assert before + 600 <= defer.kwargs["deadline"] <= time.time() + 600
     assert timedelta(seconds=599) < defer.timeout <= timedelta(seconds=600)
@@ -327,7 +329,8 @@ def test_deferrable_waits_for_a_job_that_does_not_exist_yet():
     assert defer.method_name == "resume_wait"
     path, kwargs = defer.trigger.serialize()
     assert path == "airflow.providers.standard.triggers.temporal.DateTimeTrigger"
-    assert 0 < (kwargs["moment"].timestamp() - time.time()) <= 5  # poke_interval
+    # poke_interval (5 s), but never less than the event hold (6 s by default, apache/airflow#72716)
+    assert 5 < (kwargs["moment"].timestamp() - time.time()) <= 6
     deadline = defer.kwargs["deadline"]
     # the timer fired, the Job exists now: the sensor watches it, with the same overall deadline
     hook.jobs["etl"] = job("etl", *RUNNING)
@@ -443,3 +446,11 @@ def test_soft_fail_skips_on_a_failed_job_in_every_mode(flag, deferrable):
     op = sensor(FakeHook(job("etl", *FAIL_JOB)), deferrable=deferrable, **{flag: True})
     with pytest.raises(AirflowSkipException):
         op.execute({})
+
+
+def test_event_hold_is_configurable(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__KBATCH__TRIGGER_EVENT_HOLD_SECONDS", "0")
+    defer = deferred(lambda: sensor(FakeHook(job("etl", *RUNNING)), deferrable=True).execute({}))
+    assert defer.trigger.serialize()[1]["not_before"] is None
+    timer = deferred(lambda: sensor(FakeHook(), deferrable=True, poke_interval=2).execute({}))
+    assert 0 < timer.trigger.serialize()[1]["moment"].timestamp() - time.time() <= 2
