@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import time
 from collections.abc import Callable
@@ -93,6 +94,30 @@ def logical_index(pod: dict[str, Any], index_map: IndexSet | None) -> int | None
     return index_map.nth(local) if index_map is not None and local < len(index_map) else local
 
 
+def suspended_seconds(job: dict[str, Any], now: float) -> float:
+    """How long a suspended Job has been suspended at wall time ``now`` (epoch seconds): from the
+    ``Suspended`` condition's ``lastTransitionTime``, or the creation time of a Job created
+    suspended that the controller has not marked yet; 0 when unknown. A wait that starts late
+    (a triggerer picking the trigger up, a restarted worker adopting) still counts the whole
+    queue wait, and ``queue_timeout`` applies to it."""
+    status = job.get("status") or {}
+    stamp = next(
+        (
+            c.get("lastTransitionTime")
+            for c in status.get("conditions") or ()
+            if c.get("type") == "Suspended" and c.get("status") == "True"
+        ),
+        None,
+    )
+    if stamp is None and not status.get("startTime"):  # never ran: suspended since it was created
+        stamp = (job.get("metadata") or {}).get("creationTimestamp")
+    try:
+        since = datetime.datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+    return max(0.0, now - since)
+
+
 class _Watch:
     """State shared by the tasks of one wait."""
 
@@ -105,9 +130,11 @@ class _Watch:
         settings: WaitSettings,
         log: Log,
         clock: Callable[[], float],
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.hook, self.namespace, self.name = hook, namespace, name
         self.index_map, self.settings, self.log, self.clock = index_map, settings, log, clock
+        self.wall = wall
         self.job: dict[str, Any] | None = None
         self.outcome: JobOutcome | None = None
         self.result: WaitResult | None = None
@@ -140,8 +167,8 @@ class _Watch:
             self.uid.set_result(job.get("metadata", {}).get("uid"))
         now = self.clock()
         if outcome.suspended and not outcome.finished:
-            if self.queued_since is None:
-                self.queued_since = now
+            if self.queued_since is None:  # queued since the suspension, not since this wait began
+                self.queued_since = now - suspended_seconds(job, self.wall())
                 self.log.info("job %s is queued (suspended), waiting for admission", self.name)
         elif self.queued_since is not None:
             waited = now - self.queued_since
@@ -241,6 +268,7 @@ async def wait_for_job(
     settings: WaitSettings | None = None,
     log: Log | None = None,
     clock: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
 ) -> WaitResult:
     """Watch Job ``namespace/name`` until it finishes, is deleted, or waits in the queue too long."""
     watch = _Watch(
@@ -251,6 +279,7 @@ async def wait_for_job(
         settings or WaitSettings(),
         log or logging.getLogger(__name__),
         clock,
+        wall,
     )
     tasks = [
         asyncio.create_task(watch.watch_job(), name="kbatch-watch-job"),

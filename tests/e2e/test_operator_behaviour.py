@@ -224,9 +224,9 @@ def test_queued_job_reported_admitted_and_queue_timeout_deletes(
     assert "is queued (suspended), waiting for admission" in out
     waited = re.search(r"job kb-\S+-admitted-\S+ admitted after ([\d.]+)s in the queue", out)
     assert waited, out[-6000:]
-    # measured from when the wait first saw the Job suspended, a moment after it was created
+    # the whole queue wait, from the suspension (whole-second timestamps), not from the trigger start
     queued_for = admitted_at - admitted.metadata.creation_timestamp.timestamp()
-    assert 1.0 <= float(waited.group(1)) <= queued_for + 1, (waited.group(0), queued_for)
+    assert 2.0 <= float(waited.group(1)) <= queued_for + 1, (waited.group(0), queued_for)
     detection = line_time(out, waited.group(0)) - admitted_at
     measured(record_property, "queue_admission_detection_s", detection)
     assert detection < 5

@@ -9,6 +9,7 @@ cadence and queue wait are exact, and no test really sleeps.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import selectors
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 
 from airflow_provider_kbatch.hooks.errors import JobDeleted
 from airflow_provider_kbatch.spec.intervals import IndexSet
-from airflow_provider_kbatch.waiter import WaitResult, WaitSettings, wait_for_job
+from airflow_provider_kbatch.waiter import WaitResult, WaitSettings, suspended_seconds, wait_for_job
 
 NS, NAME, UID = "batch", "kb-etl-ingest-0123456789-g1", "uid-1"
 
@@ -46,7 +47,7 @@ class _VirtualSelector:
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def __init__(self) -> None:
         super().__init__()
-        self.now = 1000.0
+        self.now = START
         self._selector = _VirtualSelector(self, self._selector)  # type: ignore[has-type]
 
     def time(self) -> float:
@@ -147,14 +148,22 @@ def job(
     suspend: bool = False,
     conditions: tuple[tuple[str, str], ...] = (),
     completions: int = 4,
+    suspended_at: str | None = None,
+    created: str | None = None,
     **status: Any,
 ) -> dict[str, Any]:
-    """A Job as the API server sends it; ``conditions`` are ``(type, reason)`` pairs, all True."""
+    """A Job as the API server sends it; ``conditions`` are ``(type, reason)`` pairs, all True.
+    ``suspend`` adds the Suspended condition (with ``suspended_at`` as its lastTransitionTime)."""
     conds = [{"type": t, "status": "True", "reason": r, "message": f"{t} because {r}"} for t, r in conditions]
-    if suspend:
+    if suspend and suspended_at != "no-condition":
         conds.append({"type": "Suspended", "status": "True", "reason": "JobSuspended"})
+        if suspended_at is not None:
+            conds[-1]["lastTransitionTime"] = suspended_at
+    meta = {"name": NAME, "namespace": NS, "uid": UID}
+    if created is not None:
+        meta["creationTimestamp"] = created
     return {
-        "metadata": {"name": NAME, "namespace": NS, "uid": UID},
+        "metadata": meta,
         "spec": {"completions": completions, "completionMode": "Indexed", "suspend": suspend},
         "status": {"conditions": conds, **status},
     }
@@ -168,11 +177,24 @@ def pod(name: str, index: int, phase: str, containers: tuple[str, ...] = ("main"
     }
 
 
+WALL = 1_800_000_000.0  # 2027-01-15T08:00:00Z: the wall clock when the loop's clock reads START
+START = 1000.0
+
+
+def stamp(seconds_before_start: float) -> str:
+    """An API server timestamp (RFC 3339, whole seconds) that long before the wait starts."""
+    moment = datetime.datetime.fromtimestamp(WALL - seconds_before_start, tz=datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def wait(hook: FakeHook, log: RecordingLog, **kwargs: Any) -> Callable[[VirtualTimeLoop], Any]:
     settings = kwargs.pop("settings", WaitSettings(progress_interval=3600, log_drain_seconds=1))
 
     def make(loop: VirtualTimeLoop) -> Any:
-        return wait_for_job(hook, NS, NAME, settings=settings, log=log, clock=loop.time, **kwargs)
+        def wall() -> float:
+            return WALL + loop.time() - START
+
+        return wait_for_job(hook, NS, NAME, settings=settings, log=log, clock=loop.time, wall=wall, **kwargs)
 
     return make
 
@@ -319,6 +341,57 @@ def test_queue_time_adds_up_over_several_suspensions() -> None:
         f"job {NAME} admitted after 5.0s in the queue",
         f"job {NAME} admitted after 3.0s in the queue",
     ]
+
+
+def test_queue_time_counts_from_the_suspension_not_from_when_the_wait_began() -> None:
+    """A trigger picked up late, or a worker that adopts a queued Job after a restart, still
+    reports the whole queue wait (the Suspended condition's lastTransitionTime)."""
+    hook = FakeHook(
+        [
+            job(suspend=True, suspended_at=stamp(40), created=stamp(41)),
+            5,
+            job(active=4),
+            1,
+            job(succeeded=4, completedIndexes="0-3", conditions=(("Complete", "CompletionsReached"),)),
+        ]
+    )
+    log = RecordingLog()
+    result = run(wait(hook, log))
+    assert result.queued_seconds == 45.0
+    assert log.having("admitted after") == [f"job {NAME} admitted after 45.0s in the queue"]
+
+
+def test_queue_timeout_applies_to_the_whole_queue_wait() -> None:
+    hook = FakeHook([job(suspend=True, suspended_at=stamp(100))])
+
+    async def waiting(loop: VirtualTimeLoop) -> tuple[WaitResult, float]:
+        settings = WaitSettings(progress_interval=3600, queue_timeout=30)
+        result = await wait(hook, RecordingLog(), settings=settings)(loop)
+        return result, loop.time() - START
+
+    result, took = run(waiting)
+    assert result.status == "queue_timeout" and took <= 1.0, "already queued longer than the timeout"
+    assert 100 <= result.queued_seconds <= 101
+
+
+@pytest.mark.parametrize(
+    ("suspended", "expected"),
+    [
+        pytest.param(
+            job(suspend=True, suspended_at="no-condition", created=stamp(10)), 10.0, id="created-suspended"
+        ),
+        pytest.param(
+            job(suspend=True, suspended_at="no-condition", created=stamp(10), startTime=stamp(8)),
+            0.0,
+            id="ran-before-no-condition-yet",
+        ),
+        pytest.param(job(suspend=True, suspended_at="garbage", created=stamp(10)), 0.0, id="unparseable"),
+        pytest.param(job(suspend=True, suspended_at=stamp(-30)), 0.0, id="clock-skew-future"),
+        pytest.param(job(suspend=True, suspended_at="2027-01-15T07:59:50.250000Z"), 9.75, id="fractional"),
+    ],
+)
+def test_suspended_seconds(suspended: dict[str, Any], expected: float) -> None:
+    assert suspended_seconds(suspended, WALL) == pytest.approx(expected)
 
 
 def test_progress_lines_at_a_steady_cadence() -> None:
