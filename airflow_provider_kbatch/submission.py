@@ -64,6 +64,18 @@ def job_index_map(job: dict[str, Any]) -> IndexSet:
     return IndexSet.full(int(job.get("spec", {}).get("completions") or 1))
 
 
+def _adopt(job: dict[str, Any], stale: tuple[str, ...], note: str) -> Plan:
+    return Plan(
+        "adopt",
+        job["metadata"]["name"],
+        job_generation(job),
+        job_index_map(job),
+        existing=job,
+        stale=stale,
+        note=note,
+    )
+
+
 def _completed_by(jobs: list[dict[str, Any]]) -> IndexSet:
     """Logical indexes the given Jobs completed (their status, mapped through their index maps)."""
     done = IndexSet.of([])
@@ -91,28 +103,12 @@ def plan_submission(
         if _annotations(j).get(ANNOTATION_SPEC_HASH) != spec_hash and not job_outcome(j).finished
     )
     if running_same:
-        job = running_same[-1]
-        return Plan(
-            "adopt",
-            job["metadata"]["name"],
-            job_generation(job),
-            job_index_map(job),
-            existing=job,
-            stale=stale,
-            note="adopting the running job of an earlier execute with the same spec",
+        return _adopt(
+            running_same[-1], stale, "adopting the running job of an earlier execute with the same spec"
         )
     this_try = [j for j in same_spec if job_generation(j) == identity.try_number]
     if this_try:
-        job = this_try[-1]
-        return Plan(
-            "adopt",
-            job["metadata"]["name"],
-            job_generation(job),
-            job_index_map(job),
-            existing=job,
-            stale=stale,
-            note="this try already ran this job; reporting its outcome",
-        )
+        return _adopt(this_try[-1], stale, "this try already ran this job; reporting its outcome")
     everything = IndexSet.full(completions)
     if resume:
         # The ledger is the durable record; Jobs of earlier attempts that still exist count too
@@ -120,16 +116,8 @@ def plan_submission(
         completed = completed | _completed_by(same_spec)
         whole = [j for j in same_spec if job_outcome(j).succeeded and job_index_map(j) == everything]
         if whole and not everything - completed:
-            job = whole[-1]
-            return Plan(
-                "adopt",
-                job["metadata"]["name"],
-                job_generation(job),
-                job_index_map(job),
-                existing=job,
-                stale=stale,
-                note="an earlier attempt's job of the same spec already completed; reporting its outcome",
-            )
+            note = "an earlier attempt's job of the same spec already completed; reporting its outcome"
+            return _adopt(whole[-1], stale, note)
     remaining = everything - completed if resume else everything
     used = {job_generation(j) for j in ours}
     generation = identity.try_number if identity.try_number not in used else max(used) + 1
