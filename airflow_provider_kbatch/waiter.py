@@ -146,6 +146,7 @@ class _Watch:
         self.pods: dict[str, dict[str, Any]] = {}
         self.streams: dict[str, asyncio.Task[None]] = {}
         self.stream_slots = asyncio.Semaphore(max(1, settings.max_log_streams))
+        self.explained: set[tuple[Any, Any]] = set()
 
     # ------------------------------------------------------------------ job watch
     async def watch_job(self) -> None:
@@ -209,6 +210,7 @@ class _Watch:
             if now - last_report >= interval:
                 last_report = now
                 self.report_progress()
+                await self.explain_pending()
 
     def report_progress(self) -> None:
         if self.outcome is None:
@@ -217,6 +219,38 @@ class _Watch:
         # the Job's status.active counts pods not started yet too: show those as pending only
         running = replace(self.outcome, active=max(0, self.outcome.active - pending))
         self.log.info("job %s: %s", self.name, progress_line(running, pending=pending))
+
+    async def explain_pending(self) -> None:
+        """Say once why a pod stays Pending (FailedScheduling, FailedMount...), from its Warning events."""
+        pending = [p for p in self.pods.values() if p.get("status", {}).get("phase") == "Pending"]
+        list_events = getattr(self.hook, "list_events", None)
+        if not pending or list_events is None:
+            return
+        oldest = min(pending, key=lambda p: p.get("metadata", {}).get("creationTimestamp") or "")
+        name = oldest.get("metadata", {}).get("name", "")
+        try:
+            events = await list_events(self.namespace, field_selector=f"involvedObject.name={name}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # diagnostics are best effort (RBAC may not grant events)
+            self.log.debug("no events for pod %s: %s", name, err)
+            return
+        warnings = [e for e in events if e.get("type") == "Warning"]
+        if not warnings:
+            return
+        last = max(warnings, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+        said = (last.get("reason"), last.get("message"))
+        if said not in self.explained:
+            self.explained.add(said)
+            index = logical_index(oldest, self.index_map)
+            self.log.warning(
+                "job %s: pod %s%s is pending: %s: %s",
+                self.name,
+                name,
+                f" (index {index})" if index is not None else "",
+                said[0],
+                said[1],
+            )
 
     # ------------------------------------------------------------------ pods and logs
     async def watch_pods(self) -> None:

@@ -330,6 +330,8 @@ def test_race_pods_not_scheduled_yet_do_not_fail_the_task(
     assert condition(job, "Complete") is not None
     # the wait went on while the pod was Pending, and said so
     assert re.search(r"unschedulable-\S+: indexes 0/2 done, 0 failed, 0 running, 1 pending", out), out[-6000:]
+    # ... and why, from the scheduler's Warning event
+    assert re.search(r"is pending: FailedScheduling: 0/\d+ nodes are available", out), out[-6000:]
     # the Job started well before a node could take its pod: the task waited through it
     assert job.status.start_time.timestamp() < races["seen"]["labelled_at"] - 5
 

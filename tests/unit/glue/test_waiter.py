@@ -522,3 +522,44 @@ def test_settings_round_trip_and_ignore_unknown_keys() -> None:
     assert WaitSettings.from_dict(settings.to_dict()) == settings
     assert WaitSettings.from_dict({**settings.to_dict(), "from_the_future": 1}) == settings
     assert WaitSettings.from_dict(None) == WaitSettings()
+
+
+class EventsHook(FakeHook):
+    def __init__(self, *args: Any, events: list[dict[str, Any]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.events = events
+
+    async def list_events(self, namespace: str, field_selector: str | None = None) -> list[dict[str, Any]]:
+        self.calls.append(("list_events", namespace, field_selector))
+        return self.events
+
+
+def test_a_pending_pod_is_explained_once_from_its_warning_events() -> None:
+    pods = [("ADDED", pod("p0", 0, "Pending")), ("ADDED", pod("p1", 1, "Running"))]
+    events = [
+        {"type": "Normal", "reason": "Scheduled", "message": "ok", "lastTimestamp": "2027-01-15T07:59:00Z"},
+        {"type": "Warning", "reason": "FailedScheduling", "lastTimestamp": "2027-01-15T07:59:30Z",
+         "message": "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector."},
+    ]  # fmt: skip
+    hook = EventsHook(
+        [
+            job(active=2, completions=2),
+            25,
+            job(
+                succeeded=2,
+                completedIndexes="0-1",
+                completions=2,
+                conditions=(("Complete", "CompletionsReached"),),
+            ),
+        ],
+        pods,
+        events=events,
+    )
+    log = RecordingLog()
+    run(wait(hook, log, settings=WaitSettings(progress_interval=10, stream_logs=False)))
+    explained = log.having("is pending")
+    assert explained == [
+        f"job {NAME}: pod p0 (index 0) is pending: FailedScheduling: 0/2 nodes are available: "
+        "2 node(s) didn't match Pod's node affinity/selector."
+    ]
+    assert ("list_events", NS, "involvedObject.name=p0") in hook.calls
