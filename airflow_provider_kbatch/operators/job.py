@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_provider_kbatch import ledger
 from airflow_provider_kbatch.assets import emit_output_event, output_outlet
 from airflow_provider_kbatch.hooks.kbatch import AsyncKbatchHook, KbatchHook
 from airflow_provider_kbatch.metrics import emit as emit_metrics
@@ -28,6 +29,7 @@ from airflow_provider_kbatch.metrics import stage_metrics
 from airflow_provider_kbatch.outcome import finish_stage
 from airflow_provider_kbatch.pipeline.contracts import Contract
 from airflow_provider_kbatch.spec.errors import KbatchSpecError, KbatchSpecErrors
+from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.spec.manifest import build_job_manifest, spec_hash
 from airflow_provider_kbatch.spec.names import JobIdentity, selector_for
 from airflow_provider_kbatch.spec.stage import StageSpec
@@ -48,7 +50,6 @@ from airflow_provider_kbatch.workspace import (
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_kbatch.spec.intervals import IndexSet
 
 log = logging.getLogger(__name__)
 
@@ -403,10 +404,10 @@ class KbatchJobOperator(BaseOperator):
             validate_stage(spec, server_version=self.hook.server_version())
         spec = self._prepare_pipeline(context, spec, identity)
         digest = spec_hash(spec)
-        from airflow_provider_kbatch import ledger
-
         completed = (
-            ledger.completed_for_resume(self.hook, self.namespace, identity, digest) if self.resume else None
+            ledger.completed_for_resume(self.hook, self.namespace, identity, digest)
+            if self.resume
+            else IndexSet.of([])
         )
         existing = self.hook.list_jobs(self.namespace, selector_for(identity))
         plan = plan_submission(
@@ -414,7 +415,7 @@ class KbatchJobOperator(BaseOperator):
             spec_hash=digest,
             completions=spec.completions,
             existing_jobs=existing,
-            completed=completed if completed is not None else _empty(),
+            completed=completed,
             resume=self.resume,
         )
         for stale in plan.stale:
@@ -584,12 +585,6 @@ def _as_ran(job: dict[str, Any]) -> dict[str, Any]:
         "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "labels", "annotations") if k in meta},
         "spec": job.get("spec") or {},
     }
-
-
-def _empty() -> Any:
-    from airflow_provider_kbatch.spec.intervals import IndexSet
-
-    return IndexSet.of([])
 
 
 class _JobRefOperator(BaseOperator):
