@@ -158,16 +158,24 @@ class PodRecorder:
         self._watch = watch.Watch()
         self._cluster = cluster
         self._namespace = namespace
+        self._stopped = False
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         core = self._cluster.core()
-        for event in self._watch.stream(core.list_namespaced_pod, self._namespace, timeout_seconds=300):
-            obj = _plain(self._cluster.api(), event["object"])
-            self.last[obj["metadata"]["name"]] = obj
+        try:
+            for event in self._watch.stream(core.list_namespaced_pod, self._namespace, timeout_seconds=300):
+                obj = _plain(self._cluster.api(), event["object"])
+                self.last[obj["metadata"]["name"]] = obj
+        except Exception:
+            # Watch.stop() only takes effect at the next event: a stopped recorder's stream may
+            # still be open when the cluster goes down at the end of the session.
+            if not self._stopped:
+                raise
 
     def stop(self) -> None:
+        self._stopped = True
         self._watch.stop()
 
 
