@@ -45,14 +45,16 @@ def bench_up(runs: int) -> tuple[list[float], dict[str, float]]:
     for i in range(runs):
         with tempfile.TemporaryDirectory(prefix="kbatch-bench-") as tmp:
             cluster = DevCluster(Path(tmp) / "c")
-            started = time.monotonic()
-            cluster.up()
-            times.append(time.monotonic() - started)
-            if i == runs - 1:
-                time.sleep(15)  # let start-up work settle before reading idle memory
-                pids = cluster._load()["pids"]
-                memory = {c: rss_mib(pids[c]) for c in COMPONENTS}
-            cluster.down()
+            try:
+                started = time.monotonic()
+                cluster.up()
+                times.append(time.monotonic() - started)
+                if i == runs - 1:
+                    time.sleep(15)  # let start-up work settle before reading idle memory
+                    pids = cluster._load()["pids"]
+                    memory = {c: rss_mib(pids[c]) for c in COMPONENTS}
+            finally:
+                cluster.down()  # also after a failed up: nothing is left running
     return times, memory
 
 
@@ -61,8 +63,8 @@ def bench_indexed(indexes: int, parallelism: int) -> float:
 
     with tempfile.TemporaryDirectory(prefix="kbatch-bench-") as tmp:
         cluster = DevCluster(Path(tmp) / "c", nodes=2)
-        cluster.up()
         try:
+            cluster.up()
             api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
             batch = client.BatchV1Api(api)
             job = {

@@ -182,15 +182,19 @@ class DevCluster:
         state["pids"] = {}
         self._save(state)
         self._write_files(state)
-        for component in COMPONENTS:
-            self._start(component)
-            if component == "etcd":
-                self._wait(lambda: self._port_open(state["ports"]["etcd"]), "etcd", 30)
-            if component == "kube-apiserver":
-                self._wait(self._ready_quick, "kube-apiserver /readyz", 90)
-                self._bootstrap()
-        deadline = max(10.0, wait_seconds - (time.monotonic() - started))
-        self._wait(self._nodes_ready, "node Ready and default service account", deadline)
+        try:
+            for component in COMPONENTS:
+                self._start(component)
+                if component == "etcd":
+                    self._wait(lambda: self._port_open(state["ports"]["etcd"]), "etcd", 30)
+                if component == "kube-apiserver":
+                    self._wait(self._ready_quick, "kube-apiserver /readyz", 90)
+                    self._bootstrap()
+            deadline = max(10.0, wait_seconds - (time.monotonic() - started))
+            self._wait(self._nodes_ready, "node Ready and default service account", deadline)
+        except BaseException:
+            self.down(keep_data=True)  # a failed up leaves nothing running (logs and data stay)
+            raise
         log.info("devcluster ready in %.1fs", time.monotonic() - started)
 
     def down(self, *, keep_data: bool = False) -> None:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 CLI = [sys.executable, "-m", "airflow_provider_kbatch.devcluster"]
 
 
@@ -63,3 +65,25 @@ def test_up_twice_env_version_restart_and_down(tmp_path):
     assert down.returncode == 0, down.stderr
     assert _processes_mentioning(str(state)) == []
     assert not state.exists()
+
+
+def test_a_failed_up_leaves_nothing_running(tmp_path, monkeypatch):
+    from airflow_provider_kbatch.devcluster.cluster import DevCluster, DevClusterError
+
+    cluster = DevCluster(tmp_path / "broken")
+    real_command = cluster._command
+
+    def command(component: str):
+        cmd, env = real_command(component)
+        if component == "node":  # a node that dies at once: up must fail, and clean up
+            return [sys.executable, "-c", "import sys; sys.exit(3)"], env
+        return cmd, env
+
+    monkeypatch.setattr(cluster, "_command", command)
+    try:
+        with pytest.raises(DevClusterError, match="node exited"):
+            cluster.up(wait_seconds=60)
+        assert _processes_mentioning(str(tmp_path / "broken")) == []
+        assert (tmp_path / "broken" / "logs" / "kube-apiserver.log").exists(), "logs are kept for diagnosis"
+    finally:
+        cluster.down()
