@@ -87,7 +87,7 @@ def finish_stage(
     index_map = job_index_map(job)
     completed = map_local(outcome.completed, index_map)
     failed = map_local(outcome.failed, index_map)
-    if outcome.succeeded and not outcome.completed and outcome.reason is None:
+    if outcome.succeeded and not outcome.indexed:
         completed = index_map  # NonIndexed Job: no completedIndexes; Complete means every index ran
     results, summary = _gather_results(pods, index_map)
     output = None
