@@ -29,6 +29,7 @@ from typing import Any
 
 from airflow_provider_kbatch.devcluster.build import cache_root, ensure_binaries, kubernetes_version
 from airflow_provider_kbatch.devcluster.pki import ensure_pki
+from airflow_provider_kbatch.devcluster.ports import free_ports
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +66,6 @@ class DevClusterError(RuntimeError):
 
 def default_state_dir(name: str = "default") -> Path:
     return cache_root() / "devcluster" / name
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _pid_alive(pid: int, marker: str) -> bool:
@@ -159,6 +154,17 @@ class DevCluster:
         if any(alive.values()):
             log.info("devcluster in %s is partly running (%s): restarting it", self.state_dir, alive)
             self.down(keep_data=True)
+        try:
+            self._start_all(wait_seconds)
+        except DevClusterError as error:
+            # Ports are chosen outside the ephemeral range, but another program may still bind
+            # one between our choice and the component's bind. New ports, one more try.
+            if "address already in use" not in str(error):
+                raise
+            log.warning("devcluster: a port was taken while starting; retrying with new ports")
+            self._start_all(wait_seconds)
+
+    def _start_all(self, wait_seconds: float) -> None:
         started = time.monotonic()
         bin_dir = ensure_binaries()
         state = self._load()
@@ -168,17 +174,9 @@ class DevCluster:
         state["version"] = kubernetes_version()
         state["nodes"] = [f"kbatch-node-{i}" for i in range(self.nodes)]
         state["fast_job_backoff"] = self.fast_job_backoff
-        state["ports"] = {
-            name: _free_port()
-            for name in (
-                "etcd",
-                "etcd-peer",
-                "kube-apiserver",
-                "kube-controller-manager",
-                "kube-scheduler",
-                "kubelet",
-            )
-        }
+        state["ports"] = free_ports(
+            ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet")
+        )
         state["pids"] = {}
         self._save(state)
         self._write_files(state)

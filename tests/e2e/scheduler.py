@@ -40,7 +40,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -54,6 +53,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from airflow_provider_kbatch.devcluster.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -85,12 +86,6 @@ def create_metadata_engine(sql_alchemy_conn, *, engine_args, connect_args):
 
     return engine
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _parse_time(value: Any) -> datetime.datetime | None:
@@ -140,7 +135,7 @@ class AirflowScheduler:
     extra_env: dict[str, str] = field(default_factory=dict)
     parallelism: int = 4
     use_job_schedule: bool = False
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     env: dict[str, str] = field(init=False)
     procs: dict[str, subprocess.Popen[bytes]] = field(init=False, default_factory=dict)
     startup_seconds: float | None = field(init=False, default=None)
@@ -189,8 +184,8 @@ class AirflowScheduler:
                 "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
                 "AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL": "300",
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
-                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             }
         )
         self.env = env

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -87,3 +88,37 @@ def test_a_failed_up_leaves_nothing_running(tmp_path, monkeypatch):
         assert (tmp_path / "broken" / "logs" / "kube-apiserver.log").exists(), "logs are kept for diagnosis"
     finally:
         cluster.down()
+
+
+def test_up_retries_with_new_ports_when_a_port_is_taken_before_the_component_binds_it(tmp_path, monkeypatch):
+    """The CI failure this guards against: kube-controller-manager lost its port to another socket."""
+    from airflow_provider_kbatch.devcluster import cluster as cluster_module
+    from airflow_provider_kbatch.devcluster.ports import free_port
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", free_port()))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    choices: list[dict[str, int]] = []
+    real_free_ports = cluster_module.free_ports
+
+    def free_ports(names):
+        chosen = real_free_ports(names)
+        if not choices:  # the first choice loses the controller-manager's port to the squatter
+            chosen["kube-controller-manager"] = taken
+        choices.append(chosen)
+        return chosen
+
+    monkeypatch.setattr(cluster_module, "free_ports", free_ports)
+    cluster = cluster_module.DevCluster(tmp_path / "retry")
+    try:
+        cluster.up(wait_seconds=120)
+        assert len(choices) == 2
+        assert choices[1]["kube-controller-manager"] != taken
+        assert all(cluster.running().values())
+        first_try = (tmp_path / "retry" / "logs" / "kube-controller-manager.log").read_text()
+        assert f"127.0.0.1:{taken}: bind: address already in use" in first_try
+    finally:
+        cluster.down()
+        squatter.close()
+    assert _processes_mentioning(str(tmp_path / "retry")) == []

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import ssl
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,6 +11,7 @@ import aiohttp
 import pytest
 
 from airflow_provider_kbatch.devcluster import faults
+from airflow_provider_kbatch.devcluster.ports import free_port
 from airflow_provider_kbatch.devcluster.processnode.containerlogs import LogWriter, log_path
 from airflow_provider_kbatch.devcluster.processnode.server import (
     ControlServer,
@@ -48,12 +48,6 @@ class FakeRegistry:
         return [{"namespace": "ns", "pod": "p", "container": "c", "pid": 42}]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def worker(tmp_path: Path) -> FakeWorker:
     pod_dir = tmp_path / "pods" / "ns_p_uid"
@@ -65,7 +59,7 @@ async def test_container_logs_endpoint_tail_limit_and_follow(tmp_path: Path, wor
     writer = LogWriter(log_path(worker.dir, "c"))
     writer.write("stdout", b"one\ntwo\nthree\n")
     worker.writers["c"] = writer
-    port = _free_port()
+    port = free_port()
     server = KubeletServer(
         FakeRegistry(worker), tmp_path / "pods", port, ensure_serving_cert(tmp_path / "cert", [])
     )  # type: ignore[arg-type]
