@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -503,35 +503,40 @@ class AsyncKbatchHook(_HookBase):
 
     # --- watches and streams ----------------------------------------------------------------------
 
-    def _watch_opener(
+    def _resumable(
         self,
         kind: calls.Kind,
         namespace: str,
+        list_items: Callable[[], Awaitable[tuple[list[dict[str, Any]], str]]],
         *,
-        timeout_seconds: int,
+        timeout_seconds: int | None,
         label_selector: str | None = None,
         field_selector: str | None = None,
-    ) -> Callable[[str], AbstractAsyncContextManager[AsyncIterator[Mapping[str, Any]]]]:
+    ) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
+        """The resumable watch of ``kind`` objects matching the selectors: ``list_items`` first,
+        then watches from its resourceVersion (see :func:`resumable_watch`)."""
+        server_timeout = timeout_seconds or DEFAULT_WATCH_TIMEOUT_SECONDS
+
         @asynccontextmanager
         async def open_watch(resource_version: str) -> AsyncIterator[AsyncIterator[Mapping[str, Any]]]:
             call = calls.watch_call(
                 kind,
                 namespace,
                 resource_version,
-                timeout_seconds=timeout_seconds,
+                timeout_seconds=server_timeout,
                 label_selector=label_selector,
                 field_selector=field_selector,
             )
             async with self._client() as api_client:
                 response = await self._invoke(
-                    api_client, call, _request_timeout=timeout_seconds + WATCH_CLIENT_TIMEOUT_SLACK_SECONDS
+                    api_client, call, _request_timeout=server_timeout + WATCH_CLIENT_TIMEOUT_SLACK_SECONDS
                 )
                 try:
                     yield _watch_events(response)
                 finally:
                     response.close()
 
-        return open_watch
+        return resumable_watch(list_items, open_watch, policy=self.watch_retry_policy, sleep=self._sleep)
 
     async def watch_job(
         self,
@@ -563,26 +568,14 @@ class AsyncKbatchHook(_HookBase):
                 raise JobDeleted(ns, name, last)
             return items, resource_version
 
-        events = resumable_watch(
-            list_job,
-            self._watch_opener(
-                "Job",
-                ns,
-                timeout_seconds=timeout_seconds or DEFAULT_WATCH_TIMEOUT_SECONDS,
-                field_selector=selector,
-            ),
-            policy=self.watch_retry_policy,
-            sleep=self._sleep,
-        )
-        try:
+        watch = self._resumable("Job", ns, list_job, timeout_seconds=timeout_seconds, field_selector=selector)
+        async with aclosing(watch) as events:
             async for event_type, job in events:
                 job_uid = (job.get("metadata") or {}).get("uid")
                 if event_type == "DELETED" or (uid is not None and job_uid != uid):
                     raise JobDeleted(ns, name, last or job)
                 last = job
                 yield job
-        finally:
-            await events.aclose()
 
     async def watch_pods(
         self,
@@ -599,22 +592,12 @@ class AsyncKbatchHook(_HookBase):
         async def list_pods() -> tuple[list[dict[str, Any]], str]:
             return await self._run(calls.list_with_version("Pod", ns, label_selector=label_selector))
 
-        events = resumable_watch(
-            list_pods,
-            self._watch_opener(
-                "Pod",
-                ns,
-                timeout_seconds=timeout_seconds or DEFAULT_WATCH_TIMEOUT_SECONDS,
-                label_selector=label_selector,
-            ),
-            policy=self.watch_retry_policy,
-            sleep=self._sleep,
+        watch = self._resumable(
+            "Pod", ns, list_pods, timeout_seconds=timeout_seconds, label_selector=label_selector
         )
-        try:
+        async with aclosing(watch) as events:
             async for event in events:
                 yield event
-        finally:
-            await events.aclose()
 
     async def stream_pod_log(
         self,
