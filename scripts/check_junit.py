@@ -1,4 +1,5 @@
-"""Fail when the test run executed no integration or e2e test, or skipped any of them."""
+"""Fail when the test run executed no integration or e2e test, or skipped any of them; print the
+figures tests recorded with ``record_property``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ def main(path: str) -> int:
     problems = []
     for case in root.iter("testcase"):
         classname = case.get("classname", "")
+        for prop in case.iter("property"):
+            sys.stdout.write(f"measured: {case.get('name')}: {prop.get('name')} = {prop.get('value')}\n")
         kind = next((k for k in counts if f"tests.{k}." in classname), None)
         if kind is None:
             continue
