@@ -38,7 +38,10 @@ def get_provider_info() -> dict:
         "triggers": [
             {
                 "integration-name": "kbatch",
-                "python-modules": ["airflow_provider_kbatch.triggers.job"],
+                "python-modules": [
+                    "airflow_provider_kbatch.triggers.job",
+                    "airflow_provider_kbatch.triggers.output",
+                ],
             }
         ],
         "hooks": [

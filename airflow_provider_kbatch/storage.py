@@ -225,31 +225,3 @@ def delete_workspace(
         hook.delete_pvc(namespace, record.claim)
         log.info("deleted workspace claim %s/%s", namespace, record.claim)
     return record.claim
-
-
-def find_run_ledger(hook: Any, namespace: str, dag_id: str, logical_date: str) -> dict[str, str] | None:
-    """The ledger data of the DAG run with this logical date, found through the workspace records."""
-    from airflow_provider_kbatch.hooks import calls
-
-    wanted = normalize_date(logical_date)
-    selector = rules.ledger_selector(dag_id)
-    # the hook has no public list of ConfigMaps; the generic list procedure is the same it uses
-    for config_map in hook._run(
-        calls.list_objects("ConfigMap", hook._ns(namespace), label_selector=selector)
-    ):
-        data = dict(config_map.get("data") or {})
-        try:
-            record = ws.read_workspace(data)
-        except ValueError:
-            continue
-        if record is not None and record.logical_date and normalize_date(record.logical_date) == wanted:
-            return data
-    return None
-
-
-def normalize_date(value: str) -> str:
-    """An ISO date-time (``2026-01-01``, ``2026-01-01 00:00:00+00:00``, ``...Z``) as UTC ISO."""
-    parsed = datetime.datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-    return parsed.astimezone(datetime.timezone.utc).isoformat()

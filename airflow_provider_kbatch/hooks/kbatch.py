@@ -258,6 +258,9 @@ class KbatchHook(_HookBase):
     def get_config_map(self, namespace: str | None, name: str) -> dict[str, Any] | None:
         return self._run(calls.get("ConfigMap", self._ns(namespace), name))
 
+    def list_config_maps(self, namespace: str | None, label_selector: str) -> list[dict[str, Any]]:
+        return self._run(calls.list_objects("ConfigMap", self._ns(namespace), label_selector=label_selector))
+
     def create_config_map(self, namespace: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
         """Create a ConfigMap (409 raises ``AlreadyExists``)."""
         return self._run(calls.create("ConfigMap", self._ns(namespace), body))
@@ -478,6 +481,11 @@ class AsyncKbatchHook(_HookBase):
     async def get_config_map(self, namespace: str | None, name: str) -> dict[str, Any] | None:
         return await self._run(calls.get("ConfigMap", await self._ns(namespace), name))
 
+    async def list_config_maps(self, namespace: str | None, label_selector: str) -> list[dict[str, Any]]:
+        return await self._run(
+            calls.list_objects("ConfigMap", await self._ns(namespace), label_selector=label_selector)
+        )
+
     async def create_config_map(self, namespace: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self._run(calls.create("ConfigMap", await self._ns(namespace), body))
 
@@ -583,17 +591,41 @@ class AsyncKbatchHook(_HookBase):
         label_selector: str,
         *,
         timeout_seconds: int | None = None,
-    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    ) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
         """Yield ``(event type, pod)`` for matching pods: first ``ADDED`` for each current pod, then
         ``ADDED`` / ``MODIFIED`` / ``DELETED`` as they change. Same resume rules as :meth:`watch_job`;
         pods that vanished while a re-list was needed are reported ``DELETED``."""
+        async with aclosing(
+            self._watch_labelled("Pod", namespace, label_selector, timeout_seconds)
+        ) as events:
+            async for event in events:
+                yield event
+
+    async def watch_config_maps(
+        self,
+        namespace: str | None,
+        label_selector: str,
+        *,
+        timeout_seconds: int | None = None,
+    ) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
+        """Yield ``(event type, config map)`` for matching ConfigMaps (run ledgers), like
+        :meth:`watch_pods`."""
+        async with aclosing(
+            self._watch_labelled("ConfigMap", namespace, label_selector, timeout_seconds)
+        ) as events:
+            async for event in events:
+                yield event
+
+    async def _watch_labelled(
+        self, kind: calls.Kind, namespace: str | None, label_selector: str, timeout_seconds: int | None
+    ) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
         ns = await self._ns(namespace)
 
-        async def list_pods() -> tuple[list[dict[str, Any]], str]:
-            return await self._run(calls.list_with_version("Pod", ns, label_selector=label_selector))
+        async def list_items() -> tuple[list[dict[str, Any]], str]:
+            return await self._run(calls.list_with_version(kind, ns, label_selector=label_selector))
 
         watch = self._resumable(
-            "Pod", ns, list_pods, timeout_seconds=timeout_seconds, label_selector=label_selector
+            kind, ns, list_items, timeout_seconds=timeout_seconds, label_selector=label_selector
         )
         async with aclosing(watch) as events:
             async for event in events:

@@ -3,40 +3,33 @@
 The ledger (one ConfigMap per DAG run) is the source of truth: a stage's output counts once the
 stage is ``succeeded`` and its output (name, manifest digest, bytes, records, contract) is
 recorded. The sensor returns that record (XCom), so a downstream DAG can pin the exact data it
-read. Poke and reschedule modes read the ConfigMap once per poke; for event-driven scheduling
-use the Asset the producing stage declares instead (``kbatch://<namespace>/<dag id>/<output>``).
+read. Poke and reschedule modes list the DAG's ledgers once per poke; deferrable mode hands the
+wait to :class:`KbatchOutputTrigger`, which watches them and fires on the ledger write. For
+event-driven scheduling use the Asset the producing stage declares instead
+(``kbatch://<namespace>/<dag id>/<output>``).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from airflow_provider_kbatch.pipeline import ledger as rules
-from airflow_provider_kbatch.workspace import read_workspace
+from airflow_provider_kbatch.output_lookup import OutputQuery, find_output
+from airflow_provider_kbatch.triggers.output import KbatchOutputTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_kbatch.hooks.kbatch import KbatchHook
 
-
-def find_output(
-    data: dict[str, str], *, output: str | None, stage: str | None, map_index: int = -1
-) -> rules.StageOutput | None:
-    """The recorded output of a succeeded stage: by stage (task id), by output name, or both."""
-    if stage is not None:
-        found = rules.stage_output(data, rules.stage_key(stage, map_index))
-        return found if found is not None and (output is None or found.name == output) else None
-    for key in rules.stage_keys(data):
-        found = rules.stage_output(data, key)
-        if found is not None and found.name == output:
-            return found
-    return None
+__all__ = ["KbatchOutputSensor", "find_output"]
 
 
 class KbatchOutputSensor(BaseSensorOperator):
@@ -49,6 +42,8 @@ class KbatchOutputSensor(BaseSensorOperator):
     :param output_name: the output name (templated; ``output`` is the operator's XComArg); and/or
     :param stage: the producing task id (templated).
     :param namespace: namespace of the ledger (templated).
+    :param deferrable: wait in the triggerer, which watches the ledgers (no poke interval);
+        default ``[operators] default_deferrable``. ``timeout`` bounds the wait.
 
     Returns ``{"dag_id", "run_id", "stage", "name", "manifest_digest", "bytes", "records", "contract"}``.
     """
@@ -75,6 +70,7 @@ class KbatchOutputSensor(BaseSensorOperator):
         conn_id: str = "kubernetes_default",
         cluster_context: str | None = None,
         config_file: str | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -91,6 +87,7 @@ class KbatchOutputSensor(BaseSensorOperator):
         self.conn_id = conn_id
         self.cluster_context = cluster_context
         self.config_file = config_file
+        self.deferrable = deferrable
 
     @cached_property
     def hook(self) -> KbatchHook:
@@ -100,60 +97,66 @@ class KbatchOutputSensor(BaseSensorOperator):
             conn_id=self.conn_id, cluster_context=self.cluster_context, config_file=self.config_file
         )
 
-    def _ledger(self) -> tuple[str | None, dict[str, str] | None]:
-        from airflow_provider_kbatch import storage
+    def _query(self) -> OutputQuery:
+        """The rendered query; a wrong argument fails the task without retries, naming it."""
+        query = OutputQuery(
+            dag_id=self.external_dag_id,
+            run_id=self.run_id,
+            logical_date=self.logical_date,
+            output=self.output_name,
+            stage=self.stage,
+        )
+        problems = query.problems()
+        if problems:
+            raise AirflowFailException(f"KbatchOutputSensor {self.task_id}: " + "; ".join(problems))
+        return query
 
-        if self.run_id is not None:
-            if not self.run_id.strip():
-                raise AirflowFailException("KbatchOutputSensor: run_id is empty (after templating)")
-            config_map = self.hook.get_config_map(
-                self.namespace, rules.ledger_name(self.external_dag_id, self.run_id)
-            )
-            return self.run_id, (dict(config_map.get("data") or {}) if config_map else None)
-        assert self.logical_date is not None
-        data = storage.find_run_ledger(self.hook, self.namespace, self.external_dag_id, self.logical_date)
-        record = read_workspace(data) if data else None
-        return (record.run_id if record else None), data
+    def _find(self, query: OutputQuery) -> dict[str, Any] | None:
+        for config_map in self.hook.list_config_maps(self.namespace, query.selector()):
+            found = query.match(config_map)
+            if found is not None:
+                self.log.info("%s recorded: %s", query.describe(), found["manifest_digest"])
+                return found
+        self.log.info("%s: not recorded yet in %s", query.describe(), self.namespace)
+        return None
 
     def poke(self, context: Context) -> PokeReturnValue:
-        run_id, data = self._ledger()
-        if data is None:
-            self.log.info(
-                "no ledger yet for DAG %s run %s in %s",
-                self.external_dag_id,
-                run_id or self.logical_date,
-                self.namespace,
-            )
-            return PokeReturnValue(is_done=False)
-        found = find_output(data, output=self.output_name, stage=self.stage)
-        if found is None:
-            self.log.info(
-                "DAG %s run %s: no recorded output %s of stage %s yet",
-                self.external_dag_id,
-                run_id,
-                self.output_name,
-                self.stage,
-            )
-            return PokeReturnValue(is_done=False)
-        producer = self.stage or next(
-            (
-                r.task_id
-                for k in rules.stage_keys(data)
-                if (r := rules.read_stage(data, k)) and r.output and r.output.name == found.name
+        found = self._find(self._query())
+        return PokeReturnValue(is_done=found is not None, xcom_value=found)
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        query = self._query()
+        found = self._find(query)
+        if found is not None:
+            return found
+        # an event right after the deferral can get the task failed by Airflow 3.3
+        # (apache/airflow#72716): the operator's hold applies to this deferral too
+        from airflow_provider_kbatch.operators.job import _event_hold_seconds
+
+        hold = _event_hold_seconds()
+        self.defer(
+            trigger=KbatchOutputTrigger(
+                external_dag_id=query.dag_id,
+                namespace=self.namespace,
+                run_id=query.run_id,
+                logical_date=query.logical_date,
+                output_name=query.output,
+                stage=query.stage,
+                conn_id=self.conn_id,
+                cluster_context=self.cluster_context,
+                config_file=self.config_file,
+                not_before=time.time() + hold if hold > 0 else None,
             ),
-            None,
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
         )
-        self.log.info("output %s of stage %s recorded: %s", found.name, producer, found.manifest_digest)
-        return PokeReturnValue(
-            is_done=True,
-            xcom_value={
-                "dag_id": self.external_dag_id,
-                "run_id": run_id,
-                "stage": producer,
-                "name": found.name,
-                "manifest_digest": found.manifest_digest,
-                "bytes": found.bytes,
-                "records": found.records,
-                "contract": dict(found.contract) if found.contract else None,
-            },
-        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        if event.get("status") == "success":
+            return event["output"]
+        message = f"KbatchOutputSensor {self.task_id}: watching the ledgers failed: {event.get('error')}"
+        if self.soft_fail or getattr(self, "never_fail", False):
+            raise AirflowSkipException(f"skipping (soft_fail/never_fail): {message}")
+        raise AirflowException(message)

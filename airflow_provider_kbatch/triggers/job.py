@@ -24,6 +24,15 @@ log = logging.getLogger(__name__)
 OnKill = Literal["delete", "suspend", "keep"]
 
 
+async def hold_until(not_before: float | None, logger: Any) -> None:
+    """Sleep until ``not_before`` (epoch seconds): an event right after the deferral can get the
+    task failed by Airflow 3.3 (apache/airflow#72716)."""
+    delay = 0.0 if not_before is None else not_before - time.time()
+    if delay > 0:
+        logger.info("holding the event %.1fs: it came right after the deferral", delay)
+        await asyncio.sleep(delay)
+
+
 class KbatchJobTrigger(BaseTrigger):
     """Wait for Job ``namespace/job_name`` to finish; yield one event describing how.
 
@@ -113,16 +122,8 @@ class KbatchJobTrigger(BaseTrigger):
         event = result.to_event(self.namespace, self.job_name)
         if self.job_uid and event["uid"] and event["uid"] != self.job_uid:
             event = {**event, "status": "deleted", "message": f"job was replaced (uid {event['uid']})"}
-        await self._hold_until_not_before()
+        await hold_until(self.not_before, self.log)
         yield TriggerEvent(event)
-
-    async def _hold_until_not_before(self) -> None:
-        if self.not_before is None:
-            return
-        delay = self.not_before - time.time()
-        if delay > 0:
-            self.log.info("holding the event %.1fs: the job finished right after the deferral", delay)
-            await asyncio.sleep(delay)
 
     async def on_kill(self) -> None:
         """A user killed the deferred task: stop the Job so no pod keeps running."""

@@ -18,6 +18,7 @@ import pytest
 
 # One real deployment (api-server, scheduler, dag-processor, triggerer) for the whole session,
 # shared by every module that asks for it.
+from tests.e2e.dagstest import DagsTest
 from tests.e2e.scheduler import airflow_scheduler  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,3 +113,17 @@ def airflow_env(devcluster: Any, tmp_path_factory: pytest.TempPathFactory) -> It
     airflow = AirflowEnv(home, env)
     airflow.run("db", "migrate", timeout=300)
     yield airflow
+
+
+@pytest.fixture
+def background(airflow_env: Any) -> Iterator[Any]:
+    started: list[DagsTest] = []
+
+    def start(dag_id: str, **conf: Any) -> DagsTest:
+        run = DagsTest(airflow_env, dag_id, conf)
+        started.append(run)
+        return run
+
+    yield start
+    for run in started:
+        run.kill()

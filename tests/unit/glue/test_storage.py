@@ -3,13 +3,15 @@ which requests are made, in what order, and what is refused before anything is c
 
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 
-from airflow_provider_kbatch import storage
+from airflow_provider_kbatch import output_lookup, storage
 from airflow_provider_kbatch import workspace as ws
 from airflow_provider_kbatch.handoff import InputCheckError
 from airflow_provider_kbatch.hooks.errors import AlreadyExists
@@ -19,6 +21,7 @@ from airflow_provider_kbatch.pipeline.contracts import Contract
 from airflow_provider_kbatch.sensors.output import KbatchOutputSensor, find_output
 from airflow_provider_kbatch.spec.names import JobIdentity
 from airflow_provider_kbatch.spec.stage import StageSpec
+from airflow_provider_kbatch.triggers.output import KbatchOutputTrigger
 
 NS = "batch"
 RUN = "manual__2026-01-01T00:00:00+00:00"
@@ -40,6 +43,11 @@ class FakeHook:
     def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         self.calls.append(("get_config_map", name))
         return {"data": dict(self.config_maps[name])} if name in self.config_maps else None
+
+    def list_config_maps(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        """Every ledger (the selector is the real API server's business; e2e tests cover it)."""
+        self.calls.append(("list_config_maps", label_selector))
+        return [{"metadata": {"name": n}, "data": dict(d)} for n, d in self.config_maps.items()]
 
     def update_config_map_cas(
         self, namespace: str, name: str, mutate: Any, *, labels: Any = None
@@ -219,7 +227,7 @@ def test_a_claim_of_another_run_is_refused() -> None:
     ],
 )
 def test_normalize_date(value: str, expected: str) -> None:
-    assert storage.normalize_date(value) == expected
+    assert output_lookup.normalize_date(value) == expected
 
 
 # --------------------------------------------------------------------------- sensor, cleanup
@@ -241,6 +249,158 @@ def test_output_sensor_waits_for_a_succeeded_stage_with_that_output() -> None:
     data = hook.config_maps[rules.ledger_name("etl", RUN)]
     assert find_output(data, output=None, stage="ingest") is not None
     assert find_output(data, output="other", stage="ingest") is None
+
+
+def test_output_sensor_finds_the_run_by_logical_date_and_names_the_producer() -> None:
+    hook = FakeHook()
+    prepare(hook, "ingest", ws.Ports.build(output="raw"))
+    succeed(hook, "ingest", "raw")
+    for date, found in (("2026-01-01", True), ("2026-01-01T01:00:00+01:00", True), ("2026-01-02", False)):
+        sensor = KbatchOutputSensor(
+            task_id="wait", external_dag_id="etl", logical_date=date, output_name="raw", namespace=NS
+        )
+        sensor.__dict__["hook"] = hook
+        poked = sensor.poke({})
+        assert poked.is_done is found, date
+        if found:
+            assert poked.xcom_value["run_id"] == RUN and poked.xcom_value["stage"] == "ingest"
+    assert hook.calls[-1] == ("list_config_maps", rules.ledger_selector("etl"))
+
+
+def test_output_query_matches_only_the_ledger_of_its_run() -> None:
+    hook = FakeHook()
+    prepare(hook, "ingest", ws.Ports.build(output="raw"))
+    succeed(hook, "ingest", "raw")
+    ledger = {
+        "metadata": {"name": rules.ledger_name("etl", RUN)},
+        "data": hook.config_maps[rules.ledger_name("etl", RUN)],
+    }
+    mine = output_lookup.OutputQuery(dag_id="etl", run_id=RUN, output="raw")
+    assert mine.match(ledger)["manifest_digest"] == "sha256:d1"
+    assert output_lookup.OutputQuery(dag_id="etl", run_id="other-run", output="raw").match(ledger) is None
+    assert (
+        output_lookup.OutputQuery(dag_id="etl", run_id=RUN, output="raw", stage="transform").match(ledger)
+        is None
+    )
+    assert output_lookup.OutputQuery(dag_id="etl", run_id=RUN, stage="ingest").match(ledger)["name"] == "raw"
+    assert mine.selector() == rules.ledger_selector("etl", RUN)
+    assert "output 'raw' of DAG 'etl' (run " in mine.describe()
+
+
+@pytest.mark.parametrize(
+    ("query", "complaint"),
+    [
+        (
+            output_lookup.OutputQuery(dag_id="etl", run_id=" ", output="raw"),
+            "run_id is empty (after templating)",
+        ),
+        (
+            output_lookup.OutputQuery(dag_id="etl", logical_date="yesterday", output="raw"),
+            "logical_date 'yesterday'",
+        ),
+        (output_lookup.OutputQuery(dag_id="", run_id=RUN, output="raw"), "external_dag_id is empty"),
+        (output_lookup.OutputQuery(dag_id="etl", run_id=RUN), "output_name, stage, or both"),
+        (output_lookup.OutputQuery(dag_id="etl", output="raw"), "exactly one of run_id or logical_date"),
+    ],
+)
+def test_output_query_problems_name_the_argument(query: output_lookup.OutputQuery, complaint: str) -> None:
+    assert any(complaint in p for p in query.problems()), query.problems()
+
+
+def test_output_sensor_fails_without_retry_on_an_empty_rendered_run_id() -> None:
+    sensor = KbatchOutputSensor(task_id="w", external_dag_id="etl", run_id="", output_name="raw")
+    sensor.__dict__["hook"] = FakeHook()
+    with pytest.raises(AirflowFailException, match="KbatchOutputSensor w: run_id is empty"):
+        sensor.poke({})
+
+
+def test_deferrable_output_sensor_returns_at_once_when_recorded_else_defers_to_the_watch() -> None:
+    hook = FakeHook()
+    sensor = KbatchOutputSensor(
+        task_id="wait",
+        external_dag_id="etl",
+        run_id=RUN,
+        output_name="raw",
+        namespace=NS,
+        deferrable=True,
+        timeout=600,
+    )
+    sensor.__dict__["hook"] = hook
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute({})
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, KbatchOutputTrigger)
+    assert deferred.value.method_name == "execute_complete"
+    assert deferred.value.timeout == datetime.timedelta(seconds=600)
+    assert trigger.serialize()[1] == {
+        "external_dag_id": "etl",
+        "namespace": NS,
+        "run_id": RUN,
+        "logical_date": None,
+        "output_name": "raw",
+        "stage": None,
+        "conn_id": "kubernetes_default",
+        "cluster_context": None,
+        "config_file": None,
+        "not_before": trigger.not_before,
+    }
+    prepare(hook, "ingest", ws.Ports.build(output="raw"))
+    succeed(hook, "ingest", "raw")
+    assert sensor.execute({})["manifest_digest"] == "sha256:d1"
+    assert sensor.execute_complete({}, {"status": "success", "output": {"name": "raw"}}) == {"name": "raw"}
+    with pytest.raises(AirflowException, match="watching the ledgers failed: Forbidden"):
+        sensor.execute_complete({}, {"status": "error", "error": "Forbidden"})
+
+
+class FakeAsyncHook:
+    """Replays ConfigMap watch events; records the selector it was asked for."""
+
+    def __init__(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        self.events = events
+        self.selectors: list[str] = []
+        self.closed = False
+
+    async def watch_config_maps(self, namespace: str, label_selector: str) -> Any:
+        self.selectors.append(label_selector)
+        try:
+            for event in self.events:
+                yield event
+            raise ConnectionError("the API server went away")
+        finally:
+            self.closed = True
+
+
+async def test_output_trigger_fires_on_the_first_ledger_write_that_records_the_output() -> None:
+    hook = FakeHook()
+    prepare(hook, "ingest", ws.Ports.build(output="raw"))
+    name = rules.ledger_name("etl", RUN)
+    running = {"metadata": {"name": name}, "data": dict(hook.config_maps[name])}
+    succeed(hook, "ingest", "raw")
+    done = {"metadata": {"name": name}, "data": dict(hook.config_maps[name])}
+    other_run = {
+        "metadata": {"name": rules.ledger_name("etl", "other")},
+        "data": dict(hook.config_maps[name]),
+    }
+    fake = FakeAsyncHook([("ADDED", running), ("ADDED", other_run), ("DELETED", done), ("MODIFIED", done)])
+    trigger = KbatchOutputTrigger(external_dag_id="etl", namespace=NS, run_id=RUN, output_name="raw")
+    trigger._hook = lambda: fake  # type: ignore[method-assign]
+    events = [event async for event in trigger.run()]
+    assert len(events) == 1
+    assert events[0].payload["status"] == "success"
+    assert events[0].payload["output"]["manifest_digest"] == "sha256:d1"
+    assert fake.selectors == [rules.ledger_selector("etl", RUN)] and fake.closed
+
+
+async def test_output_trigger_reports_a_watch_failure_as_an_error_event() -> None:
+    fake = FakeAsyncHook([])
+    trigger = KbatchOutputTrigger(
+        external_dag_id="etl", namespace=NS, run_id=RUN, output_name="raw", future_option=1
+    )
+    trigger._hook = lambda: fake  # type: ignore[method-assign]
+    events = [event async for event in trigger.run()]
+    assert [e.payload for e in events] == [
+        {"status": "error", "error": "ConnectionError: the API server went away"}
+    ]
 
 
 def test_output_sensor_arguments() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from airflow_provider_kbatch.triggers.job import KbatchJobTrigger
 
 PINNED = (
@@ -58,7 +60,7 @@ async def test_an_early_event_is_held_until_not_before(monkeypatch):
 
     monkeypatch.setattr(module.time, "time", lambda: 100.0)
     monkeypatch.setattr(module.asyncio, "sleep", fake_sleep)
-    await KbatchJobTrigger(job_name="j", namespace="n", not_before=104.5)._hold_until_not_before()
-    await KbatchJobTrigger(job_name="j", namespace="n", not_before=99.0)._hold_until_not_before()
-    await KbatchJobTrigger(job_name="j", namespace="n")._hold_until_not_before()
+    log = logging.getLogger("test")
+    for not_before in (104.5, 99.0, None):
+        await module.hold_until(not_before, log)
     assert slept == [4.5]
