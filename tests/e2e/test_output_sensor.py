@@ -6,10 +6,12 @@ records the output."""
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from airflow_provider_kbatch.hooks.kbatch import KbatchHook
 from airflow_provider_kbatch.pipeline import ledger as rules
+from tests.ledger_writes import stage_written
 
 DAG_ID = "kbatch_test_output_sensor"
 PRODUCER = "kbatch_test_producer"
@@ -18,30 +20,12 @@ DIGEST = "sha256:" + "ab" * 32
 
 
 def _write_stage(hook: KbatchHook, namespace: str, run_id: str, *, succeeded: bool | None) -> None:
-    """The ledger entries a producing stage writes: started, then finished with its output."""
-    key = rules.stage_key("ingest")
-
-    def mutate(data: dict[str, str]) -> dict[str, str]:
-        data = rules.record_attempt_started(
-            data,
-            key,
-            try_number=1,
-            job="j",
-            uid="u",
-            spec_hash="h",
-            index_map="0-1",
-            at="t",
-            task_id="ingest",
-        )
-        if succeeded is None:
-            return data
-        output = {"name": "raw", "manifest_digest": DIGEST, "bytes": 10, "records": 2}
-        return rules.record_attempt_finished(
-            data, key, job="j", uid="u", succeeded=succeeded, at="t", output=output if succeeded else None
-        )
-
+    output = {"name": "raw", "manifest_digest": DIGEST, "bytes": 10, "records": 2}
     hook.update_config_map_cas(
-        namespace, rules.ledger_name(PRODUCER, run_id), mutate, labels=rules.ledger_labels(PRODUCER, run_id)
+        namespace,
+        rules.ledger_name(PRODUCER, run_id),
+        partial(stage_written, task_id="ingest", output=output, succeeded=succeeded),
+        labels=rules.ledger_labels(PRODUCER, run_id),
     )
 
 

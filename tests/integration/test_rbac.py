@@ -4,8 +4,9 @@ A fresh namespace gets the shipped ServiceAccount, Role and RoleBinding; a token
 ServiceAccount comes from the TokenRequest API; a kubeconfig holding only that token drives
 ``KbatchHook(config_file=...)`` and ``AsyncKbatchHook(config_file=...)`` through the provider's
 own code paths (manifest, create/adopt, the trigger's watch with log streaming, the outcome
-read with the ledger, suspend/resume, kill, workspace claims, diagnostics). Every request they
-send is recorded and mapped to its RBAC (resource, verb): the set must equal what the Role grants
+read with the ledger, the output sensor's lookup and watch, suspend/resume, kill, workspace
+claims, diagnostics). Every request they send is recorded and mapped to its RBAC (resource,
+verb): the set must equal what the Role grants
 -- a grant nothing uses is reported as excess. Then what the provider must not be able to do is
 shown to be forbidden: bare Pods, Secrets, exec, other namespaces, RBAC objects.
 """
@@ -18,6 +19,7 @@ import logging
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +31,16 @@ from airflow_provider_kbatch.hooks import calls
 from airflow_provider_kbatch.hooks.errors import KbatchApiError
 from airflow_provider_kbatch.hooks.kbatch import AsyncKbatchHook, KbatchHook
 from airflow_provider_kbatch.outcome import finish_stage
+from airflow_provider_kbatch.pipeline import ledger as rules
 from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.spec.manifest import build_job_manifest, spec_hash
 from airflow_provider_kbatch.spec.names import JobIdentity, selector_for
 from airflow_provider_kbatch.spec.stage import StageSpec
 from airflow_provider_kbatch.submission import submit
+from airflow_provider_kbatch.triggers.output import KbatchOutputTrigger
 from airflow_provider_kbatch.waiter import WaitSettings, wait_for_job
 from tests.conftest import ClusterHandle, wait_until
+from tests.ledger_writes import stage_written
 
 pytestmark = pytest.mark.integration
 
@@ -268,9 +273,12 @@ def test_the_role_allows_everything_the_provider_does_and_nothing_more(
 
     asyncio.run(async_reads())
     assert hook.list_events(ns, f"involvedObject.name={name}") is not None
-    # the ledger lookup by label (one ConfigMap per DAG run)
-    ledgers = hook._run(calls.list_objects("ConfigMap", ns, label_selector="kbatch.io/ledger=true"))
+    # the ledger lookup by label (one ConfigMap per DAG run): the output sensor's poke ...
+    ledgers = hook.list_config_maps(ns, "kbatch.io/ledger=true")
     assert {c["metadata"]["name"] for c in ledgers} >= {"kbatch-rbac-async"}
+    # ... and its trigger, which watches the producer's ledgers until one records the output
+    event = asyncio.run(output_trigger_event(sa_access, recorder, identity))
+    assert event["status"] == "success" and event["output"]["manifest_digest"] == "sha256:rbac", event
     cm = hook.update_config_map_cas(ns, "kbatch-rbac-sync", lambda d: {**d, "a": "1"})
     cm = hook.update_config_map_cas(ns, "kbatch-rbac-sync", lambda d: {**d, "b": "2"})
     assert cm == {"a": "1", "b": "2"} and hook.get_config_map(ns, "kbatch-rbac-sync")["data"] == cm
@@ -312,6 +320,38 @@ def test_the_role_allows_everything_the_provider_does_and_nothing_more(
     assert used <= granted, f"the provider needs grants the Role lacks: {sorted(used - granted)}"
     assert granted <= used, f"the Role grants what the provider never uses: {sorted(granted - used)}"
     wait_until(lambda: not devcluster.batch().list_namespaced_job(ns).items, timeout=60, what="jobs deleted")
+
+
+async def output_trigger_event(
+    access: ServiceAccountAccess, recorder: Recorder, identity: JobIdentity
+) -> Any:
+    """Run KbatchOutputTrigger as the ServiceAccount; record the output once it watches."""
+    trigger = KbatchOutputTrigger(
+        external_dag_id=identity.dag_id,
+        namespace=access.namespace,
+        run_id=identity.run_id,
+        output_name="published",
+        config_file=str(access.kubeconfig),
+    )
+    events = trigger.run()
+    first = asyncio.ensure_future(anext(events))
+    watching = ("", "configmaps", "watch")
+    for _ in range(600):
+        if watching in recorder.grants() or first.done():
+            break
+        await asyncio.sleep(0.05)
+    assert not first.done(), f"the trigger fired before any output was recorded: {first.result()}"
+    output = {"name": "published", "manifest_digest": "sha256:rbac"}
+    await access.async_hook().update_config_map_cas(
+        access.namespace,
+        rules.ledger_name(identity.dag_id, identity.run_id),
+        partial(stage_written, task_id="publish", output=output, succeeded=True),
+        labels=rules.ledger_labels(identity.dag_id, identity.run_id),
+    )
+    try:
+        return (await asyncio.wait_for(first, timeout=60)).payload
+    finally:
+        await events.aclose()
 
 
 def forbidden(call: Any) -> None:
