@@ -585,7 +585,7 @@ class AsyncKbatchHook(_HookBase):
                 last = job
                 yield job
 
-    async def watch_pods(
+    def watch_pods(
         self,
         namespace: str | None,
         label_selector: str,
@@ -595,13 +595,9 @@ class AsyncKbatchHook(_HookBase):
         """Yield ``(event type, pod)`` for matching pods: first ``ADDED`` for each current pod, then
         ``ADDED`` / ``MODIFIED`` / ``DELETED`` as they change. Same resume rules as :meth:`watch_job`;
         pods that vanished while a re-list was needed are reported ``DELETED``."""
-        async with aclosing(
-            self._watch_labelled("Pod", namespace, label_selector, timeout_seconds)
-        ) as events:
-            async for event in events:
-                yield event
+        return self._watch_labelled("Pod", namespace, label_selector, timeout_seconds)
 
-    async def watch_config_maps(
+    def watch_config_maps(
         self,
         namespace: str | None,
         label_selector: str,
@@ -610,11 +606,7 @@ class AsyncKbatchHook(_HookBase):
     ) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
         """Yield ``(event type, config map)`` for matching ConfigMaps (run ledgers), like
         :meth:`watch_pods`."""
-        async with aclosing(
-            self._watch_labelled("ConfigMap", namespace, label_selector, timeout_seconds)
-        ) as events:
-            async for event in events:
-                yield event
+        return self._watch_labelled("ConfigMap", namespace, label_selector, timeout_seconds)
 
     async def _watch_labelled(
         self, kind: calls.Kind, namespace: str | None, label_selector: str, timeout_seconds: int | None
