@@ -14,7 +14,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -23,7 +22,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_kbatch import ledger
 from airflow_provider_kbatch.assets import emit_output_event, output_outlet
-from airflow_provider_kbatch.hooks.kbatch import AsyncKbatchHook, KbatchHook
+from airflow_provider_kbatch.hooks.connected import KbatchConnected
 from airflow_provider_kbatch.metrics import emit as emit_metrics
 from airflow_provider_kbatch.metrics import stage_metrics
 from airflow_provider_kbatch.outcome import finish_stage
@@ -113,7 +112,7 @@ def _load_template(template: Mapping[str, Any] | str | None) -> dict[str, Any] |
     return loaded
 
 
-class KbatchJobOperator(BaseOperator):
+class KbatchJobOperator(KbatchConnected, BaseOperator):
     """Run one stage as one Kubernetes ``batch/v1`` Job and wait for it (deferrable by default).
 
     Pod retries stay in Kubernetes (``backoff_limit``, ``backoff_limit_per_index``,
@@ -289,12 +288,6 @@ class KbatchJobOperator(BaseOperator):
             self.job_manifest = self._build_manifest(spec, identity, identity.try_number)
         except (KbatchSpecError, ValueError) as err:  # execute raises it again, before any I/O
             self.job_manifest = {"invalid": str(err)}
-
-    @cached_property
-    def hook(self) -> KbatchHook:
-        return KbatchHook(
-            conn_id=self.conn_id, cluster_context=self.cluster_context, config_file=self.config_file
-        )
 
     # ---------------------------------------------------------------- pipeline (workspace.py, handoff.py)
     def pipeline_ports(self) -> Ports:
@@ -499,9 +492,7 @@ class KbatchJobOperator(BaseOperator):
         return job
 
     async def _wait(self, plan: Plan) -> dict[str, Any]:
-        hook = AsyncKbatchHook(
-            conn_id=self.conn_id, cluster_context=self.cluster_context, config_file=self.config_file
-        )
+        hook = self.async_hook()
         result = await wait_for_job(
             hook,
             self.namespace,
@@ -587,7 +578,7 @@ def _as_ran(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class _JobRefOperator(BaseOperator):
+class _JobRefOperator(KbatchConnected, BaseOperator):
     """Base of the lifecycle operators: a Job by name, or every Job matching a label selector."""
 
     template_fields: Sequence[str] = ("job_name", "label_selector", "namespace")
@@ -612,12 +603,6 @@ class _JobRefOperator(BaseOperator):
         self.conn_id = conn_id
         self.cluster_context = cluster_context
         self.config_file = config_file
-
-    @cached_property
-    def hook(self) -> KbatchHook:
-        return KbatchHook(
-            conn_id=self.conn_id, cluster_context=self.cluster_context, config_file=self.config_file
-        )
 
     def job_names(self) -> list[str]:
         # Checked after templating: an empty name or selector must not fall through to a list

@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_kbatch.hooks.connected import KbatchConnected
 from airflow_provider_kbatch.spec.names import JobIdentity
 from airflow_provider_kbatch.workspace import Workspace
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_kbatch.hooks.kbatch import KbatchHook
 
 FINE_STATES = frozenset({"success", "skipped"})
 
@@ -49,7 +48,7 @@ def unfinished_tasks(task_states: Mapping[str, Any], run_id: str, own_task_id: s
     )
 
 
-class KbatchWorkspaceCleanupOperator(BaseOperator):
+class KbatchWorkspaceCleanupOperator(KbatchConnected, BaseOperator):
     """Delete the run's provider-created workspace claim (``retention="delete_on_success"``).
 
     Returns the name of the claim deleted, or ``None``.
@@ -82,14 +81,6 @@ class KbatchWorkspaceCleanupOperator(BaseOperator):
         self.cluster_context = cluster_context
         self.config_file = config_file
         self.check_run = check_run
-
-    @cached_property
-    def hook(self) -> KbatchHook:
-        from airflow_provider_kbatch.hooks.kbatch import KbatchHook
-
-        return KbatchHook(
-            conn_id=self.conn_id, cluster_context=self.cluster_context, config_file=self.config_file
-        )
 
     def _others_unfinished(self, context: Context) -> list[str]:
         ti = context["ti"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
@@ -23,16 +22,15 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 
+from airflow_provider_kbatch.hooks.connected import KbatchConnected
 from airflow_provider_kbatch.status import job_outcome
 from airflow_provider_kbatch.triggers.job import KbatchJobTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_kbatch.hooks.kbatch import KbatchHook
 
-
-class KbatchJobSensor(BaseSensorOperator):
+class KbatchJobSensor(KbatchConnected, BaseSensorOperator):
     """Succeed when the Job(s) completed; fail when one failed.
 
     :param job_name: the Job to wait for (templated); or
@@ -66,14 +64,6 @@ class KbatchJobSensor(BaseSensorOperator):
         self.cluster_context = cluster_context
         self.config_file = config_file
         self.deferrable = deferrable
-
-    @cached_property
-    def hook(self) -> KbatchHook:
-        from airflow_provider_kbatch.hooks.kbatch import KbatchHook
-
-        return KbatchHook(
-            conn_id=self.conn_id, cluster_context=self.cluster_context, config_file=self.config_file
-        )
 
     def _jobs(self) -> list[dict[str, Any]]:
         # Checked after templating: an empty name or selector would otherwise match every Job

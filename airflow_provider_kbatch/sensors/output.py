@@ -14,25 +14,24 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
+from airflow_provider_kbatch.hooks.connected import KbatchConnected
 from airflow_provider_kbatch.output_lookup import OutputQuery, find_output
 from airflow_provider_kbatch.triggers.output import KbatchOutputTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_kbatch.hooks.kbatch import KbatchHook
 
 __all__ = ["KbatchOutputSensor", "find_output"]
 
 
-class KbatchOutputSensor(BaseSensorOperator):
+class KbatchOutputSensor(KbatchConnected, BaseSensorOperator):
     """Succeed when ``stage`` (or the stage producing ``output``) of a DAG run has a recorded output.
 
     :param external_dag_id: the producing DAG (templated).
@@ -88,14 +87,6 @@ class KbatchOutputSensor(BaseSensorOperator):
         self.cluster_context = cluster_context
         self.config_file = config_file
         self.deferrable = deferrable
-
-    @cached_property
-    def hook(self) -> KbatchHook:
-        from airflow_provider_kbatch.hooks.kbatch import KbatchHook
-
-        return KbatchHook(
-            conn_id=self.conn_id, cluster_context=self.cluster_context, config_file=self.config_file
-        )
 
     def _query(self) -> OutputQuery:
         """The rendered query; a wrong argument fails the task without retries, naming it."""

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_kbatch.hooks.connected import KbatchConnected
 from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.waiter import WaitSettings, wait_for_job
 
@@ -33,7 +34,7 @@ async def hold_until(not_before: float | None, logger: Any) -> None:
         await asyncio.sleep(delay)
 
 
-class KbatchJobTrigger(BaseTrigger):
+class KbatchJobTrigger(KbatchConnected, BaseTrigger):
     """Wait for Job ``namespace/job_name`` to finish; yield one event describing how.
 
     :param job_name: the Job to watch.
@@ -95,18 +96,11 @@ class KbatchJobTrigger(BaseTrigger):
             },
         )
 
-    def _hook(self) -> Any:
-        from airflow_provider_kbatch.hooks.kbatch import AsyncKbatchHook
-
-        return AsyncKbatchHook(
-            conn_id=self.conn_id, cluster_context=self.cluster_context, config_file=self.config_file
-        )
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
         index_map = IndexSet.parse(self.index_map) if self.index_map else None
         try:
             result = await wait_for_job(
-                self._hook(),
+                self.async_hook(),
                 self.namespace,
                 self.job_name,
                 index_map=index_map,
@@ -129,7 +123,7 @@ class KbatchJobTrigger(BaseTrigger):
         """A user killed the deferred task: stop the Job so no pod keeps running."""
         if self.on_kill_action == "keep":
             return
-        hook = self._hook()
+        hook = self.async_hook()
         if self.on_kill_action == "suspend":
             self.log.info("task killed while deferred: suspending job %s/%s", self.namespace, self.job_name)
             await hook.set_suspend(self.namespace, self.job_name, True)

@@ -14,13 +14,14 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_kbatch.hooks.connected import KbatchConnected
 from airflow_provider_kbatch.output_lookup import OutputQuery
 from airflow_provider_kbatch.triggers.job import hold_until
 
 log = logging.getLogger(__name__)
 
 
-class KbatchOutputTrigger(BaseTrigger):
+class KbatchOutputTrigger(KbatchConnected, BaseTrigger):
     """Wait until a ledger of ``external_dag_id`` in ``namespace`` records the queried output.
 
     The arguments are those of :class:`OutputQuery` plus the connection; ``not_before`` (epoch
@@ -72,13 +73,6 @@ class KbatchOutputTrigger(BaseTrigger):
             },
         )
 
-    def _hook(self) -> Any:
-        from airflow_provider_kbatch.hooks.kbatch import AsyncKbatchHook
-
-        return AsyncKbatchHook(
-            conn_id=self.conn_id, cluster_context=self.cluster_context, config_file=self.config_file
-        )
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
         self.log.info("watching the ledgers in %s for %s", self.namespace, self.query.describe())
         try:
@@ -92,7 +86,7 @@ class KbatchOutputTrigger(BaseTrigger):
         yield TriggerEvent({"status": "success", "output": found})
 
     async def _first_match(self) -> dict[str, Any]:
-        watch = self._hook().watch_config_maps(self.namespace, self.query.selector())
+        watch = self.async_hook().watch_config_maps(self.namespace, self.query.selector())
         async with aclosing(watch) as events:
             async for event_type, config_map in events:
                 if event_type == "DELETED":

@@ -305,7 +305,7 @@ def test_trigger_with_keep_does_not_touch_the_job_on_kill():
     def no_hook() -> Any:
         raise AssertionError("on_kill with 'keep' must not talk to the cluster")
 
-    trigger._hook = no_hook  # type: ignore[method-assign]
+    trigger.async_hook = no_hook  # type: ignore[method-assign]
     asyncio.run(trigger.on_kill())
 
 

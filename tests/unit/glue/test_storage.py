@@ -383,7 +383,7 @@ async def test_output_trigger_fires_on_the_first_ledger_write_that_records_the_o
     }
     fake = FakeAsyncHook([("ADDED", running), ("ADDED", other_run), ("DELETED", done), ("MODIFIED", done)])
     trigger = KbatchOutputTrigger(external_dag_id="etl", namespace=NS, run_id=RUN, output_name="raw")
-    trigger._hook = lambda: fake  # type: ignore[method-assign]
+    trigger.async_hook = lambda: fake  # type: ignore[method-assign]
     events = [event async for event in trigger.run()]
     assert len(events) == 1
     assert events[0].payload["status"] == "success"
@@ -396,7 +396,7 @@ async def test_output_trigger_reports_a_watch_failure_as_an_error_event() -> Non
     trigger = KbatchOutputTrigger(
         external_dag_id="etl", namespace=NS, run_id=RUN, output_name="raw", future_option=1
     )
-    trigger._hook = lambda: fake  # type: ignore[method-assign]
+    trigger.async_hook = lambda: fake  # type: ignore[method-assign]
     events = [event async for event in trigger.run()]
     assert [e.payload for e in events] == [
         {"status": "error", "error": "ConnectionError: the API server went away"}
