@@ -47,17 +47,13 @@ def verify_files(directory: Path, manifest: Mapping[str, Any], *, what: str, reh
         target = directory / entry["path"]
         label = f"{what}: file {entry['path']!r}"
         try:
-            size = target.stat().st_size
-        except OSError:
+            mismatch = fmt.file_mismatch(target, entry, rehash=rehash)
+        except fmt.FileMissing:
             raise InputVerificationError(
                 f"{label}: expected {entry['size']} bytes, found no file at {target}"
             ) from None
-        if size != entry["size"]:
-            raise InputVerificationError(f"{label}: expected {entry['size']} bytes, found {size}")
-        if rehash:
-            _, sha = fmt.sha256_file(target)
-            if sha != entry["sha256"]:
-                raise InputVerificationError(f"{label}: expected sha256 {entry['sha256']}, found {sha}")
+        if mismatch is not None:
+            raise InputVerificationError(f"{label}: {mismatch}")
 
 
 def verify_input(

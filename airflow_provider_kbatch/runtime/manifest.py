@@ -69,6 +69,27 @@ def sha256_file(path: str | os.PathLike[str]) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+class FileMissing(LookupError):
+    """A file a manifest lists is not there (``file_mismatch``); the caller words the error."""
+
+
+def file_mismatch(target: Path, entry: Mapping[str, Any], *, rehash: bool) -> str | None:
+    """How the file at ``target`` differs from its manifest ``entry`` (size, then sha256 when
+    ``rehash``), or ``None`` when it matches. Raises :class:`FileMissing` when it cannot be
+    found (any ``OSError`` of ``stat``)."""
+    try:
+        size = target.stat().st_size
+    except OSError:
+        raise FileMissing(str(target)) from None
+    if size != entry["size"]:
+        return f"expected {entry['size']} bytes, found {size}"
+    if rehash:
+        _, sha = sha256_file(target)
+        if sha != entry["sha256"]:
+            return f"expected sha256 {entry['sha256']}, found {sha}"
+    return None
+
+
 def check_relpath(path: Any) -> str:
     """A file path as recorded in a manifest: relative, POSIX, no ``..``, not under ``_kbatch/``."""
     if not isinstance(path, str) or not path:

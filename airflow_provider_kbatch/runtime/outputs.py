@@ -254,17 +254,13 @@ def _check_files(directory: Path, files: list[dict[str, Any]], *, rehash: bool) 
     for entry in files:
         target = directory / entry["path"]
         try:
-            size = target.stat().st_size
-        except OSError:
+            mismatch = fmt.file_mismatch(target, entry, rehash=rehash)
+        except fmt.FileMissing:
             raise ManifestError(
                 f"file {entry['path']!r}: listed in a part manifest but missing at {target}"
             ) from None
-        if size != entry["size"]:
-            raise ManifestError(f"file {entry['path']!r}: expected {entry['size']} bytes, found {size}")
-        if rehash:
-            _, sha = fmt.sha256_file(target)
-            if sha != entry["sha256"]:
-                raise ManifestError(f"file {entry['path']!r}: expected sha256 {entry['sha256']}, found {sha}")
+        if mismatch is not None:
+            raise ManifestError(f"file {entry['path']!r}: {mismatch}")
 
 
 def finalize_manifest(
