@@ -169,18 +169,7 @@ def prepare_stage(
             item.records,
             item.contract,
         )
-    wired = ws.wiring(
-        workspace,
-        ports,
-        claim=name,
-        run_id=identity.run_id,
-        task_id=identity.task_id,
-        map_index=identity.map_index,
-        completions=spec.completions,
-        image=spec.image,
-        resources=spec.resources,
-    )
-    return PreparedStage(ws.apply_wiring(spec, wired), name, resolved)
+    return PreparedStage(ws.wire_stage(spec, workspace, ports, identity, name), name, resolved)
 
 
 def record_output_location(

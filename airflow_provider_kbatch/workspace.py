@@ -343,6 +343,24 @@ def wiring(
     return Wiring(volumes=(volume,), mounts=tuple(mounts), env=env, init_containers=init)
 
 
+def wire_stage(
+    spec: StageSpec, workspace: Workspace, ports: Ports, identity: names.JobIdentity, claim: str
+) -> StageSpec:
+    """``spec`` of the task instance ``identity`` wired to ``claim`` (:func:`wiring` applied)."""
+    wired = wiring(
+        workspace,
+        ports,
+        claim=claim,
+        run_id=identity.run_id,
+        task_id=identity.task_id,
+        map_index=identity.map_index,
+        completions=spec.completions,
+        image=spec.image,
+        resources=spec.resources,
+    )
+    return apply_wiring(spec, wired)
+
+
 def apply_wiring(spec: StageSpec, wired: Wiring) -> StageSpec:
     """``spec`` with the workspace's volume, mounts, environment and init container added.
 

@@ -40,10 +40,9 @@ from airflow_provider_kbatch.waiter import WaitSettings, wait_for_job
 from airflow_provider_kbatch.workspace import (
     Ports,
     Workspace,
-    apply_wiring,
     claim_name,
     ports_problems,
-    wiring,
+    wire_stage,
 )
 
 if TYPE_CHECKING:
@@ -284,7 +283,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
             identity = self.identity(context)
             if self.workspace is not None:  # the claim a first stage would create
                 claim = self.workspace.claim_name or claim_name(identity.dag_id, identity.run_id)
-                spec = apply_wiring(spec, self._wiring(spec, identity, self.pipeline_ports(), claim))
+                spec = wire_stage(spec, self.workspace, self.pipeline_ports(), identity, claim)
             self.job_manifest = self._build_manifest(spec, identity, identity.try_number)
         except (KbatchSpecError, ValueError) as err:  # execute raises it again, before any I/O
             self.job_manifest = {"invalid": str(err)}
@@ -298,20 +297,6 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
             produces=self.produces,
             accepts=self.accepts,
             checkpoint=self.checkpoint,
-        )
-
-    def _wiring(self, spec: StageSpec, identity: JobIdentity, ports: Ports, claim: str) -> Any:
-        assert self.workspace is not None
-        return wiring(
-            self.workspace,
-            ports,
-            claim=claim,
-            run_id=identity.run_id,
-            task_id=identity.task_id,
-            map_index=identity.map_index,
-            completions=spec.completions,
-            image=spec.image,
-            resources=spec.resources,
         )
 
     def _declared_producers(self, ports: Ports) -> tuple[Ports, dict[str, Contract | None]]:
@@ -336,7 +321,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         if self.workspace is not None:  # clashes with the author's env, volumes, mounts (any claim)
             spec = self.stage_spec()
             probe = JobIdentity(dag_id="dag", task_id="task", run_id="run", map_index=max(map_index, -1))
-            apply_wiring(spec, self._wiring(spec, probe, ports, "claim"))
+            wire_stage(spec, self.workspace, ports, probe, "claim")
         return ports
 
     def _prepare_pipeline(self, context: Context, spec: StageSpec, identity: JobIdentity) -> StageSpec:
