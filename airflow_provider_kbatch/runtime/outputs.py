@@ -18,11 +18,9 @@ finalize``) once all indexes are done.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import secrets
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,7 +30,7 @@ from typing import Any
 from airflow_provider_kbatch.runtime import env as kenv
 from airflow_provider_kbatch.runtime import indexes, logs, results
 from airflow_provider_kbatch.runtime import manifest as fmt
-from airflow_provider_kbatch.runtime.atomic import TMP_PREFIX, atomic_write_bytes, fsync_dir
+from airflow_provider_kbatch.runtime.atomic import atomic_file, atomic_write_bytes
 from airflow_provider_kbatch.runtime.errors import ContractViolation, ManifestError
 from airflow_provider_kbatch.runtime.schema import record_errors, validate_contract
 
@@ -118,31 +116,22 @@ class OutputWriter:
         """
         target = self.path(relpath)
         schema = self.contract["fields"] if (validate and self.contract) else None
-        tmp = target.parent / f"{TMP_PREFIX}{target.name}-{os.getpid()}-{secrets.token_hex(4)}"
         digest, size, count = hashlib.sha256(), 0, 0
-        try:
-            with open(tmp, "xb") as fh:
-                for count, row in enumerate(rows, start=1):  # noqa: B007 - count is used after the loop
-                    if schema is not None:
-                        errors = record_errors(
-                            row, schema, where=f"stage {self.stage!r}: {relpath} record {count - 1}"
-                        )
-                        if errors:
-                            raise ContractViolation("\n".join(errors))
-                    line = (
-                        json.dumps(row, ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n"
-                    ).encode()
-                    fh.write(line)
-                    digest.update(line)
-                    size += len(line)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        fsync_dir(target.parent)
+        # 0o666 before the umask: the permissions open() would give a new file
+        with atomic_file(target, mode=0o666) as fh:
+            for count, row in enumerate(rows, start=1):  # noqa: B007 - count is used after the loop
+                if schema is not None:
+                    errors = record_errors(
+                        row, schema, where=f"stage {self.stage!r}: {relpath} record {count - 1}"
+                    )
+                    if errors:
+                        raise ContractViolation("\n".join(errors))
+                line = (
+                    json.dumps(row, ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n"
+                ).encode()
+                fh.write(line)
+                digest.update(line)
+                size += len(line)
         return self._record(relpath, size, digest.hexdigest(), count)
 
     def part(self, *, created_at: str | None = None) -> dict[str, Any]:
