@@ -481,6 +481,26 @@ def _merge_results(raw: dict[str, Any], results: Mapping[int, Mapping[str, Any]]
     raw["results"] = {str(i): merged[i] for i in kept}
 
 
+def _with_progress(
+    data: Mapping[str, str],
+    key: str,
+    job: str,
+    uid: str | None,
+    completed: IndexSet | str,
+    failed: IndexSet | str,
+    results: Mapping[int, Mapping[str, Any]] | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The stage record under ``key`` and Job ``job``'s attempt in it, with the index sets and
+    results merged in (``LedgerError`` when the attempt was never started)."""
+    raw = _get(data, key)
+    attempt = _find_attempt(raw, job, uid)
+    if attempt is None:
+        raise LedgerError(f"ledger key {key!r}: no attempt for Job {job!r}; record_attempt_started first")
+    _merge_progress(raw, attempt, _as_set(completed), _as_set(failed))
+    _merge_results(raw, results)
+    return raw, attempt
+
+
 def record_progress(
     data: Mapping[str, str],
     key: str,
@@ -497,12 +517,7 @@ def record_progress(
     Sets only grow (union), so a late or repeated report is harmless. Convert Job-local sets
     first (``spec.intervals.map_local(outcome.completed, index_map)``).
     """
-    raw = _get(data, key)
-    attempt = _find_attempt(raw, job, uid)
-    if attempt is None:
-        raise LedgerError(f"ledger key {key!r}: no attempt for Job {job!r}; record_attempt_started first")
-    _merge_progress(raw, attempt, _as_set(completed), _as_set(failed))
-    _merge_results(raw, results)
+    raw, _ = _with_progress(data, key, job, uid, completed, failed, results)
     if at is not None:
         raw["updated_at"] = at
     return _put(data, key, raw)
@@ -528,12 +543,7 @@ def record_attempt_finished(
     report from an older Job does not override a newer one). ``ended`` keeps its first value.
     ``output`` is as for :func:`record_output`.
     """
-    raw = _get(data, key)
-    attempt = _find_attempt(raw, job, uid)
-    if attempt is None:
-        raise LedgerError(f"ledger key {key!r}: no attempt for Job {job!r}; record_attempt_started first")
-    _merge_progress(raw, attempt, _as_set(completed), _as_set(failed))
-    _merge_results(raw, results)
+    raw, attempt = _with_progress(data, key, job, uid, completed, failed, results)
     if attempt.get("ended") is None:
         attempt["ended"] = at
     if reason is not None:
