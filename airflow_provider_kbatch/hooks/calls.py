@@ -9,7 +9,7 @@ JSON as it is: camelCase dicts, nothing dropped by model deserialisation).
 An operation made of several requests (create and read back on 409, paginate a list, the
 compare-and-swap loop of the run ledger) is a *procedure*: a generator that yields
 :class:`ApiCall` or :class:`Sleep` steps, receives each call's decoded result, and has the
-call's :class:`~airflow_provider_kbatch.hooks.errors.KbatchApiError` thrown into it. :func:`run`
+call's :class:`~airflow_provider_kbatch.errors.KbatchApiError` thrown into it. :func:`run`
 and :func:`arun` drive a procedure with a sync or async executor, so the logic exists once and is
 unit-tested against an in-memory fake executor.
 
@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mappi
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from airflow_provider_kbatch.hooks.errors import (
+from airflow_provider_kbatch.errors import (
     AlreadyExists,
     Conflict,
     JobAlreadyExists,

@@ -5,7 +5,7 @@ Both use the cncf provider's ``kubernetes`` connection type. Configuration loadi
 the cncf ``KubernetesHook`` / ``AsyncKubernetesHook``'s, used by composition for its API client
 only. Everything else is shared and pure: requests and multi-request procedures
 (:mod:`~airflow_provider_kbatch.hooks.calls`), error mapping
-(:mod:`~airflow_provider_kbatch.hooks.errors`), the retry policy
+(:mod:`~airflow_provider_kbatch.errors`), the retry policy
 (:mod:`~airflow_provider_kbatch.hooks.retry`) and the resumable watch
 (:mod:`~airflow_provider_kbatch.hooks.watch`). The two classes only execute requests.
 
@@ -24,10 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseHook
 
-from airflow_provider_kbatch.hooks import calls
-from airflow_provider_kbatch.hooks.calls import ApiCall, Propagation
-from airflow_provider_kbatch.hooks.connection import allowed_extras, resolve_namespace
-from airflow_provider_kbatch.hooks.errors import (
+from airflow_provider_kbatch.errors import (
     JobDeleted,
     KbatchApiError,
     NotFound,
@@ -35,6 +32,9 @@ from airflow_provider_kbatch.hooks.errors import (
     api_error,
     from_client_exception,
 )
+from airflow_provider_kbatch.hooks import calls
+from airflow_provider_kbatch.hooks.calls import ApiCall, Propagation
+from airflow_provider_kbatch.hooks.connection import allowed_extras, resolve_namespace
 from airflow_provider_kbatch.hooks.retry import RetryPolicy, acall_with_retry, call_with_retry
 from airflow_provider_kbatch.hooks.watch import resumable_watch
 

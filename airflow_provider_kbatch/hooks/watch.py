@@ -28,7 +28,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from airflow_provider_kbatch.hooks.errors import api_error
+from airflow_provider_kbatch.errors import api_error
 from airflow_provider_kbatch.hooks.retry import RetryPolicy, http_status
 
 log = logging.getLogger(__name__)

@@ -2,31 +2,41 @@
 operators (delete, suspend, resume).
 
 Thin Airflow glue: the manifest is built and validated by :mod:`airflow_provider_kbatch.spec`,
-submission decided by :mod:`airflow_provider_kbatch.submission`, the outcome read by
-:mod:`airflow_provider_kbatch.status`, the wait done by :mod:`airflow_provider_kbatch.waiter`,
+submission decided by :mod:`airflow_provider_kbatch.engine.submission`, the outcome read by
+:mod:`airflow_provider_kbatch.status`, the wait done by :mod:`airflow_provider_kbatch.engine.waiter`,
 and every API call made by :mod:`airflow_provider_kbatch.hooks.kbatch`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow.sdk import BaseOperator, conf
+from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_provider_kbatch import ledger
-from airflow_provider_kbatch.assets import emit_output_event, output_outlet
+from airflow_provider_kbatch.engine import ledger
+from airflow_provider_kbatch.engine.outcome import finish_stage
+from airflow_provider_kbatch.engine.submission import GENERATION_ANNOTATION, Plan, plan_submission, submit
+from airflow_provider_kbatch.engine.waiter import WaitSettings, wait_for_job
+from airflow_provider_kbatch.glue.assets import emit_output_event, output_outlet
+from airflow_provider_kbatch.glue.errors import airflow_errors
+from airflow_provider_kbatch.glue.metrics import emit as emit_metrics
+from airflow_provider_kbatch.glue.metrics import stage_metrics
+from airflow_provider_kbatch.glue.settings import default_deferrable, event_hold_seconds
 from airflow_provider_kbatch.hooks.connected import KbatchConnected
-from airflow_provider_kbatch.metrics import emit as emit_metrics
-from airflow_provider_kbatch.metrics import stage_metrics
-from airflow_provider_kbatch.outcome import finish_stage
 from airflow_provider_kbatch.pipeline.contracts import Contract
+from airflow_provider_kbatch.pipeline.workspace import (
+    Ports,
+    Workspace,
+    claim_name,
+    ports_problems,
+    wire_stage,
+)
 from airflow_provider_kbatch.spec.errors import KbatchSpecError, KbatchSpecErrors
 from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.spec.manifest import build_job_manifest, spec_hash
@@ -34,16 +44,7 @@ from airflow_provider_kbatch.spec.names import JobIdentity, selector_for
 from airflow_provider_kbatch.spec.stage import StageSpec
 from airflow_provider_kbatch.spec.validation import validate_stage
 from airflow_provider_kbatch.status import job_outcome
-from airflow_provider_kbatch.submission import GENERATION_ANNOTATION, Plan, plan_submission, submit
 from airflow_provider_kbatch.triggers.job import KbatchJobTrigger
-from airflow_provider_kbatch.waiter import WaitSettings, wait_for_job
-from airflow_provider_kbatch.workspace import (
-    Ports,
-    Workspace,
-    claim_name,
-    ports_problems,
-    wire_stage,
-)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -52,46 +53,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OnKill = Literal["delete", "suspend", "keep"]
-
-
-def _event_hold_seconds() -> float:
-    """How long after the deferral the trigger holds an early event (apache/airflow#72716).
-
-    ``[kbatch] trigger_event_hold_seconds``, 6 s by default: a trigger that fires within seconds
-    of the deferral can have the task marked failed by Airflow 3.3 ("state changed externally").
-    """
-    try:
-        return float(conf.getfloat("kbatch", "trigger_event_hold_seconds", fallback=6.0))
-    except (TypeError, ValueError):
-        return 6.0
-
-
-class KbatchInvalidStage(KbatchSpecErrors, AirflowFailException):
-    """The stage description is invalid; nothing was submitted. Still a :class:`KbatchSpecError`
-    naming every field, and an ``AirflowFailException``: no retry can fix the task's arguments."""
-
-    def _render(self) -> str:
-        return str(self.errors[0]) if len(self.errors) == 1 else super()._render()
-
-
-@contextlib.contextmanager
-def _final_if_invalid() -> Iterator[None]:
-    try:
-        yield
-    except KbatchSpecError as err:
-        raise KbatchInvalidStage(err.errors if isinstance(err, KbatchSpecErrors) else (err,)) from None
-
-
-def _default_deferrable() -> bool:
-    """Deferrable unless ``[operators] default_deferrable`` was explicitly changed from its default."""
-    try:
-        value = conf.get("operators", "default_deferrable", fallback=None)
-        default = conf.get_default_value("operators", "default_deferrable")
-    except Exception:
-        return True
-    if value is not None and str(value).lower() != str(default).lower():
-        return str(value).lower() in ("true", "1", "yes", "on")
-    return True
 
 
 def _load_template(template: Mapping[str, Any] | str | None) -> dict[str, Any] | None:
@@ -133,7 +94,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
     :param queue_timeout: fail when the Job waits suspended (e.g. in a Kueue queue) longer than this.
     :param progress_interval: seconds between progress lines in the task log.
     :param stream_logs: stream the logs of every index into the task log.
-    :param workspace: the run's storage (:class:`~airflow_provider_kbatch.workspace.Workspace`): an
+    :param workspace: the run's storage (:class:`~airflow_provider_kbatch.pipeline.workspace.Workspace`): an
         existing claim, or one claim per DAG run created by the first stage that needs it.
     :param output: name of the stage's output: mounted read-write at ``/kbatch/out/<output>``
         (``KBATCH_OUTPUT_DIR``), recorded in the run ledger when the stage succeeds, and declared as
@@ -228,7 +189,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         self.labels = labels
         self.annotations = annotations
         self.resume = resume
-        self.deferrable = _default_deferrable() if deferrable is None else deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.on_kill_action = on_kill
         self.queue_timeout = queue_timeout
         self.progress_interval = progress_interval
@@ -327,8 +288,8 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
     def _prepare_pipeline(self, context: Context, spec: StageSpec, identity: JobIdentity) -> StageSpec:
         """Check the inputs against the ledger, make sure the workspace exists; the spec wired to
         it (its hash covers claim, sub-paths and contracts)."""
-        from airflow_provider_kbatch import storage
-        from airflow_provider_kbatch.handoff import InputCheckError
+        from airflow_provider_kbatch.engine import storage
+        from airflow_provider_kbatch.pipeline.handoff import InputCheckError
 
         if self.workspace is None:
             return spec
@@ -354,7 +315,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         """Bind the recorded output to the workspace and emit its asset event."""
         if not self.output_name or self.workspace is None:
             return
-        from airflow_provider_kbatch import storage
+        from airflow_provider_kbatch.engine import storage
 
         recorded = storage.record_output_location(self.hook, namespace, identity, self.output_name)
         if recorded is None:
@@ -374,7 +335,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
 
     # ---------------------------------------------------------------- execution
     def execute(self, context: Context) -> Any:
-        with _final_if_invalid():  # every mistake, named, before any request; not retried
+        with airflow_errors():  # every mistake, named, before any request; not retried
             spec = self.stage_spec()
             validate_stage(spec)
             identity = self.identity(context)
@@ -439,7 +400,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
                     on_kill_action=self.on_kill_action,
                     cluster_context=self.cluster_context,
                     config_file=self.config_file,
-                    not_before=time.time() + _event_hold_seconds(),
+                    not_before=time.time() + event_hold_seconds(),
                 ),
                 method_name="execute_complete",
             )

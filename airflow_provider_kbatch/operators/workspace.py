@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_kbatch.hooks.connected import KbatchConnected
+from airflow_provider_kbatch.pipeline.workspace import Workspace
 from airflow_provider_kbatch.spec.names import JobIdentity
-from airflow_provider_kbatch.workspace import Workspace
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -53,7 +53,7 @@ class KbatchWorkspaceCleanupOperator(KbatchConnected, BaseOperator):
 
     Returns the name of the claim deleted, or ``None``.
 
-    :param workspace: the same :class:`~airflow_provider_kbatch.workspace.Workspace` the stages use.
+    :param workspace: the same :class:`~airflow_provider_kbatch.pipeline.workspace.Workspace` the stages use.
     :param namespace: namespace of the claim and of the run ledger (templated).
     :param check_run: also ask Airflow for the states of the run's other tasks and keep the claim
         when one did not succeed (the trigger rule only sees direct upstream tasks).
@@ -92,7 +92,7 @@ class KbatchWorkspaceCleanupOperator(KbatchConnected, BaseOperator):
         return unfinished_tasks(states, ti.run_id, ti.task_id)
 
     def execute(self, context: Context) -> str | None:
-        from airflow_provider_kbatch import storage
+        from airflow_provider_kbatch.engine import storage
 
         if not self.workspace.provisioned:
             self.log.info("workspace claim %s is not the provider's: kept", self.workspace.claim_name)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_kbatch.errors import KbatchError
 from airflow_provider_kbatch.pipeline.contracts import Contract
 from airflow_provider_kbatch.runtime import manifest as fmt
 from airflow_provider_kbatch.runtime.results import OUTPUT_KEY
@@ -22,7 +23,7 @@ manifest_digest = fmt.manifest_digest
 canonical_json = fmt.canonical_json
 
 
-class ManifestError(ValueError):
+class ManifestError(KbatchError, ValueError):
     """A manifest is malformed or written by a newer schema version; the message lists every problem."""
 
 

@@ -131,9 +131,9 @@ class KbatchJobSensor(KbatchConnected, BaseSensorOperator):
             )
         # A trigger event within seconds of the deferral can get the task failed by Airflow 3.3
         # (apache/airflow#72716): the operator's hold applies to the sensor's deferrals too.
-        from airflow_provider_kbatch.operators.job import _event_hold_seconds
+        from airflow_provider_kbatch.glue.settings import event_hold_seconds
 
-        hold = _event_hold_seconds()
+        hold = event_hold_seconds()
         if not jobs:
             from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 

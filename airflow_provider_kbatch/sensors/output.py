@@ -21,7 +21,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from airflow_provider_kbatch.hooks.connected import KbatchConnected
-from airflow_provider_kbatch.output_lookup import OutputQuery, find_output
+from airflow_provider_kbatch.pipeline.output_lookup import OutputQuery, find_output
 from airflow_provider_kbatch.triggers.output import KbatchOutputTrigger
 
 if TYPE_CHECKING:
@@ -124,9 +124,9 @@ class KbatchOutputSensor(KbatchConnected, BaseSensorOperator):
             return found
         # an event right after the deferral can get the task failed by Airflow 3.3
         # (apache/airflow#72716): the operator's hold applies to this deferral too
-        from airflow_provider_kbatch.operators.job import _event_hold_seconds
+        from airflow_provider_kbatch.glue.settings import event_hold_seconds
 
-        hold = _event_hold_seconds()
+        hold = event_hold_seconds()
         self.defer(
             trigger=KbatchOutputTrigger(
                 external_dag_id=query.dag_id,

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from airflow_provider_kbatch.errors import KbatchError
+
 
 def _sentence(text: str) -> str:
     text = text.strip()
     return text[:-1] if text.endswith(".") else text
 
 
-class KbatchSpecError(ValueError):
-    """One invalid field: ``str(err) == "<field>: <problem>. <fix>"``."""
+class KbatchSpecError(KbatchError, ValueError):
+    """One invalid field: ``str(err) == "<field>: <problem>. <fix>"``. Final: a retry runs the same
+    arguments."""
+
+    final = True
 
     def __init__(self, field: str, problem: str, fix: str = "") -> None:
         self.field = field

@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_kbatch.engine.waiter import WaitSettings, wait_for_job
 from airflow_provider_kbatch.hooks.connected import KbatchConnected
 from airflow_provider_kbatch.spec.intervals import IndexSet
-from airflow_provider_kbatch.waiter import WaitSettings, wait_for_job
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_kbatch.hooks.connected import KbatchConnected
-from airflow_provider_kbatch.output_lookup import OutputQuery
+from airflow_provider_kbatch.pipeline.output_lookup import OutputQuery
 from airflow_provider_kbatch.triggers.job import hold_until
 
 log = logging.getLogger(__name__)

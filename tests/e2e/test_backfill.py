@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_kbatch import workspace as ws
-from airflow_provider_kbatch.pipeline import ledger as ledger_rules
+from airflow_provider_kbatch.pipeline import records as ledger_rules
+from airflow_provider_kbatch.pipeline import workspace as ws
 from airflow_provider_kbatch.runtime.manifest import MANIFEST_PATH
 from airflow_provider_kbatch.spec import names
 from tests.conftest import wait_until

@@ -10,7 +10,7 @@ from functools import partial
 from typing import Any
 
 from airflow_provider_kbatch.hooks.kbatch import KbatchHook
-from airflow_provider_kbatch.pipeline import ledger as rules
+from airflow_provider_kbatch.pipeline import records as rules
 from tests.ledger_writes import stage_written
 
 DAG_ID = "kbatch_test_output_sensor"

@@ -9,9 +9,9 @@ import time
 from typing import Any
 
 from airflow_provider_kbatch.examples.orders import ORDERS_PER_INDEX, expected_report
-from airflow_provider_kbatch.pipeline import ledger as rules
+from airflow_provider_kbatch.pipeline import records as rules
+from airflow_provider_kbatch.pipeline.workspace import read_workspace
 from airflow_provider_kbatch.sensors.output import KbatchOutputSensor
-from airflow_provider_kbatch.workspace import read_workspace
 
 DAG_ID = "kbatch_example_pipeline"
 log = logging.getLogger(__name__)

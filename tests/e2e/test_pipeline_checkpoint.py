@@ -17,7 +17,7 @@ from typing import Any
 
 from airflow_provider_kbatch.devcluster import faults
 from airflow_provider_kbatch.examples.checkpointed import work
-from airflow_provider_kbatch.pipeline import ledger as rules
+from airflow_provider_kbatch.pipeline import records as rules
 from tests.conftest import wait_until
 
 DAG_ID = "kbatch_example_checkpoint"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_kbatch.hooks.errors import JobAlreadyExists, JobDeleted, KbatchApiError
+from airflow_provider_kbatch.errors import JobAlreadyExists, JobDeleted, KbatchApiError
 from airflow_provider_kbatch.hooks.kbatch import AsyncKbatchHook, KbatchHook
 from tests.conftest import ClusterHandle, dump, wait_until
 

@@ -26,19 +26,19 @@ from typing import Any
 import pytest
 import yaml
 
-from airflow_provider_kbatch import ledger
+from airflow_provider_kbatch.engine import ledger
+from airflow_provider_kbatch.engine.outcome import finish_stage
+from airflow_provider_kbatch.engine.submission import submit
+from airflow_provider_kbatch.engine.waiter import WaitSettings, wait_for_job
+from airflow_provider_kbatch.errors import KbatchApiError
 from airflow_provider_kbatch.hooks import calls
-from airflow_provider_kbatch.hooks.errors import KbatchApiError
 from airflow_provider_kbatch.hooks.kbatch import AsyncKbatchHook, KbatchHook
-from airflow_provider_kbatch.outcome import finish_stage
-from airflow_provider_kbatch.pipeline import ledger as rules
+from airflow_provider_kbatch.pipeline import records as rules
 from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.spec.manifest import build_job_manifest, spec_hash
 from airflow_provider_kbatch.spec.names import JobIdentity, selector_for
 from airflow_provider_kbatch.spec.stage import StageSpec
-from airflow_provider_kbatch.submission import submit
 from airflow_provider_kbatch.triggers.output import KbatchOutputTrigger
-from airflow_provider_kbatch.waiter import WaitSettings, wait_for_job
 from tests.conftest import ClusterHandle, wait_until
 from tests.ledger_writes import stage_written
 

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_kbatch import workspace as ws
-from airflow_provider_kbatch.handoff import InputCheckError, check_inputs, producers_by_output
-from airflow_provider_kbatch.pipeline import ledger as rules
+from airflow_provider_kbatch.pipeline import records as rules
+from airflow_provider_kbatch.pipeline import workspace as ws
 from airflow_provider_kbatch.pipeline.contracts import Contract
+from airflow_provider_kbatch.pipeline.handoff import InputCheckError, check_inputs, producers_by_output
 
 RUN = "manual__2026-01-01T00:00:00+00:00"
 CLAIM = ws.claim_name("etl", RUN, 1)

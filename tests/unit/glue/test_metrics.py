@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_kbatch.metrics import stage_metrics
+from airflow_provider_kbatch.glue.metrics import stage_metrics
 
 
 @pytest.mark.parametrize(

@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 
-from airflow_provider_kbatch.hooks.errors import JobAlreadyExists
+from airflow_provider_kbatch.engine.submission import GENERATION_ANNOTATION, SubmissionError
+from airflow_provider_kbatch.errors import JobAlreadyExists
 from airflow_provider_kbatch.operators.job import KbatchJobOperator
 from airflow_provider_kbatch.spec.errors import KbatchSpecError
 from airflow_provider_kbatch.spec.manifest import build_job_manifest, spec_hash
 from airflow_provider_kbatch.spec.names import JobIdentity, selector_for
-from airflow_provider_kbatch.submission import GENERATION_ANNOTATION, SubmissionError
 from airflow_provider_kbatch.triggers.job import KbatchJobTrigger
 
 RUN = "manual__2026-01-01T00:00:00+00:00"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from airflow_provider_kbatch.outcome import finish_stage
+from airflow_provider_kbatch.engine.outcome import finish_stage
 from airflow_provider_kbatch.spec.names import JobIdentity
 
 ID = JobIdentity(dag_id="d", task_id="t", run_id="r1", try_number=1)
@@ -38,7 +38,7 @@ def _job(mode: str, completions: int, conditions: list[tuple[str, str]], **statu
 
 
 def _started(hook: Hook, completions: int) -> None:
-    from airflow_provider_kbatch import ledger
+    from airflow_provider_kbatch.engine import ledger
     from airflow_provider_kbatch.spec.intervals import IndexSet
 
     ledger.attempt_started(

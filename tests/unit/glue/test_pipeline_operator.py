@@ -12,8 +12,8 @@ from airflow.sdk import DAG, Asset, AssetAlias
 
 from airflow_provider_kbatch.operators.job import KbatchJobOperator
 from airflow_provider_kbatch.pipeline.contracts import Contract
+from airflow_provider_kbatch.pipeline.workspace import Workspace, claim_name
 from airflow_provider_kbatch.spec.errors import KbatchSpecError
-from airflow_provider_kbatch.workspace import Workspace, claim_name
 
 WS = Workspace(create=True)
 RUN = "manual__2026-01-01T00:00:00+00:00"

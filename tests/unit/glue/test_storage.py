@@ -11,13 +11,14 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 
-from airflow_provider_kbatch import output_lookup, storage
-from airflow_provider_kbatch import workspace as ws
-from airflow_provider_kbatch.handoff import InputCheckError
-from airflow_provider_kbatch.hooks.errors import AlreadyExists
+from airflow_provider_kbatch.engine import storage
+from airflow_provider_kbatch.errors import AlreadyExists
 from airflow_provider_kbatch.operators.workspace import unfinished_tasks
-from airflow_provider_kbatch.pipeline import ledger as rules
+from airflow_provider_kbatch.pipeline import output_lookup
+from airflow_provider_kbatch.pipeline import records as rules
+from airflow_provider_kbatch.pipeline import workspace as ws
 from airflow_provider_kbatch.pipeline.contracts import Contract
+from airflow_provider_kbatch.pipeline.handoff import InputCheckError
 from airflow_provider_kbatch.sensors.output import KbatchOutputSensor, find_output
 from airflow_provider_kbatch.spec.names import JobIdentity
 from airflow_provider_kbatch.spec.stage import StageSpec

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_kbatch.engine.submission import GENERATION_ANNOTATION, is_ours, plan_submission
 from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.spec.names import (
     ANNOTATION_INDEX_MAP,
@@ -14,7 +15,6 @@ from airflow_provider_kbatch.spec.names import (
     identity_labels,
     job_name,
 )
-from airflow_provider_kbatch.submission import GENERATION_ANNOTATION, is_ours, plan_submission
 
 ID = JobIdentity(dag_id="etl", task_id="ingest", run_id="scheduled__2026-01-01T00:00:00+00:00", try_number=2)
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_kbatch.hooks.errors import JobDeleted
+from airflow_provider_kbatch.engine.waiter import WaitResult, WaitSettings, suspended_seconds, wait_for_job
+from airflow_provider_kbatch.errors import JobDeleted
 from airflow_provider_kbatch.spec.intervals import IndexSet
-from airflow_provider_kbatch.waiter import WaitResult, WaitSettings, suspended_seconds, wait_for_job
 
 NS, NAME, UID = "batch", "kb-etl-ingest-0123456789-g1", "uid-1"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_kbatch import workspace as ws
+from airflow_provider_kbatch.pipeline import workspace as ws
 from airflow_provider_kbatch.pipeline.contracts import Contract
 from airflow_provider_kbatch.spec.errors import KbatchSpecError
 from airflow_provider_kbatch.spec.manifest import build_job_manifest, spec_hash

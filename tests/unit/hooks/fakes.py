@@ -10,8 +10,8 @@ from typing import Any
 
 from kubernetes import client
 
+from airflow_provider_kbatch.errors import api_error
 from airflow_provider_kbatch.hooks.calls import KINDS, ApiCall
-from airflow_provider_kbatch.hooks.errors import api_error
 
 _SANITIZE = client.ApiClient().sanitize_for_serialization
 

@@ -7,15 +7,15 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from airflow_provider_kbatch.hooks import calls
-from airflow_provider_kbatch.hooks.calls import MERGE_PATCH, ApiCall, Sleep
-from airflow_provider_kbatch.hooks.errors import (
+from airflow_provider_kbatch.errors import (
     AlreadyExists,
     Conflict,
     JobAlreadyExists,
     NotFound,
     PodLogNotReady,
 )
+from airflow_provider_kbatch.hooks import calls
+from airflow_provider_kbatch.hooks.calls import MERGE_PATCH, ApiCall, Sleep
 from airflow_provider_kbatch.hooks.retry import RetryPolicy
 from tests.unit.hooks.fakes import FakeApi, Sleeps, fail, job, to_dict
 

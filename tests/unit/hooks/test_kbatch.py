@@ -11,8 +11,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from airflow_provider_kbatch.errors import JobDeleted, NotFound, PodLogNotReady
 from airflow_provider_kbatch.hooks import kbatch as kbatch_module
-from airflow_provider_kbatch.hooks.errors import JobDeleted, NotFound, PodLogNotReady
 from airflow_provider_kbatch.hooks.kbatch import AsyncKbatchHook, KbatchHook
 from airflow_provider_kbatch.hooks.retry import RetryPolicy
 from tests.unit.hooks.fakes import Sleeps, bookmark, event, job, status_body, to_dict

@@ -10,7 +10,7 @@ import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException as SyncApiException
 from kubernetes_asyncio.client.exceptions import ApiException as AsyncApiException
 
-from airflow_provider_kbatch.hooks.errors import KbatchApiError
+from airflow_provider_kbatch.errors import KbatchApiError
 from airflow_provider_kbatch.hooks.retry import (
     RetryPolicy,
     acall_with_retry,

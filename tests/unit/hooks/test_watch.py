@@ -6,7 +6,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from airflow_provider_kbatch.hooks.errors import KbatchApiError
+from airflow_provider_kbatch.errors import KbatchApiError
 from airflow_provider_kbatch.hooks.retry import RetryPolicy
 from airflow_provider_kbatch.hooks.watch import resumable_watch
 from tests.unit.hooks.fakes import (

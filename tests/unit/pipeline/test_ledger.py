@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 
 import pytest
 
-from airflow_provider_kbatch.pipeline import ledger
-from airflow_provider_kbatch.pipeline.ledger import (
+from airflow_provider_kbatch.pipeline import records
+from airflow_provider_kbatch.pipeline.records import (
     LedgerError,
     LedgerTooLarge,
     completed_for_resume,
@@ -61,11 +61,11 @@ def test_ledger_name_and_labels(dag_id: str, run_id: str) -> None:
     assert name == ledger_name(dag_id, run_id)
     assert name.startswith("kbatch-ledger-") and len(name) <= 63 and DNS_LABEL.match(name)
     assert name != ledger_name(dag_id, run_id + "x")
-    labels = ledger.ledger_labels(dag_id, run_id)
+    labels = records.ledger_labels(dag_id, run_id)
     assert all(LABEL_VALUE.match(v) and len(v) <= 63 for v in labels.values())
     assert labels[names.LABEL_RUN_KEY] == names.run_key(run_id)  # same value the stage's Jobs carry
     assert labels["kbatch.io/ledger"] == "true"
-    body = ledger.ledger_config_map(dag_id, run_id, "ns")
+    body = records.ledger_config_map(dag_id, run_id, "ns")
     assert body["metadata"]["annotations"][names.ANNOTATION_RUN_ID] == run_id
     assert body["metadata"]["namespace"] == "ns" and body["data"] == {}
 
@@ -75,8 +75,8 @@ def test_ledger_names_differ_by_case_of_dag_id() -> None:
 
 
 def test_ledger_selector() -> None:
-    assert ledger.ledger_selector() == "kbatch.io/ledger=true"
-    sel = ledger.ledger_selector("etl", "r1")
+    assert records.ledger_selector() == "kbatch.io/ledger=true"
+    sel = records.ledger_selector("etl", "r1")
     assert sel == f"kbatch.io/ledger=true,kbatch.io/dag-id=etl,kbatch.io/run-key={names.run_key('r1')}"
 
 
@@ -257,9 +257,9 @@ def test_output_and_stage_output() -> None:
             "contract": {"name": "events", "version": "1.0", "fields": {"id": "int"}},
         },
     )
-    out = ledger.stage_output(data, KEY)
+    out = records.stage_output(data, KEY)
     assert out is not None and out.contract == {"name": "events", "version": "1.0"} and out.bytes == 10
-    assert ledger.stage_output(start({}), KEY) is None
+    assert records.stage_output(start({}), KEY) is None
     with pytest.raises(LedgerError, match="manifest_digest"):
         record_output(data, KEY, name="clean", manifest_digest="abc")
 
@@ -277,7 +277,7 @@ def test_results_are_capped_to_the_lowest_indexes_whatever_the_order() -> None:
         data = record_progress(data, KEY, job="kb-job-g1", results={3: big})
         finals.append(read_stage(data, KEY))
     for rec in finals:
-        assert rec is not None and sorted(rec.results) == list(range(ledger.MAX_RESULTS))
+        assert rec is not None and sorted(rec.results) == list(range(records.MAX_RESULTS))
         assert rec.results_truncated is True
         assert rec.results[3] == {"_truncated": True, "bytes": len(json.dumps(big, separators=(",", ":")))}
     assert finals[0].results == finals[1].results  # type: ignore[union-attr]
@@ -285,7 +285,7 @@ def test_results_are_capped_to_the_lowest_indexes_whatever_the_order() -> None:
 
 def test_reason_is_truncated() -> None:
     data = finish(start({}), ok=False, reason="x" * 5000)
-    assert len(read_stage(data, KEY).latest_attempt.reason) == ledger.MAX_REASON_CHARS  # type: ignore[union-attr]
+    assert len(read_stage(data, KEY).latest_attempt.reason) == records.MAX_REASON_CHARS  # type: ignore[union-attr]
 
 
 def test_history_is_capped() -> None:
@@ -294,8 +294,8 @@ def test_history_is_capped() -> None:
         data = start(data, job=f"kb-job-g{n}", uid=f"u{n}", try_number=n + 1)
         data = finish(data, job=f"kb-job-g{n}", uid=f"u{n}", ok=False, completed="", failed="0-9")
     rec = json.loads(data[KEY])
-    assert len(rec["attempts"]) == ledger.MAX_ATTEMPTS and rec["attempts_dropped"] == 10
-    assert len(rec["transitions"]) == ledger.MAX_TRANSITIONS and rec["transitions_dropped"] == 60 - 32
+    assert len(rec["attempts"]) == records.MAX_ATTEMPTS and rec["attempts_dropped"] == 10
+    assert len(rec["transitions"]) == records.MAX_TRANSITIONS and rec["transitions_dropped"] == 60 - 32
     assert rec["attempts"][-1]["job"] == "kb-job-g29"
 
 
@@ -386,12 +386,12 @@ def test_100k_index_stage_with_scattered_failures_fits(label: str, failed: Index
     assert completed_for_resume(data, key, "h1") == everything - still
     assert rec.failed == still
     assert rec.latest_attempt is not None and rec.latest_attempt.index_map == failed
-    assert len(data[key]) <= ledger.RECORD_BUDGET_BYTES
+    assert len(data[key]) <= records.RECORD_BUDGET_BYTES
     # A DAG run with a dozen such stages still fits in one ConfigMap.
     many = {stage_key(f"stage_{s}"): data[key] for s in range(12)}
-    size = ledger.ledger_size(many)
-    assert size < ledger.LEDGER_BUDGET_BYTES < ledger.MAX_OBJECT_BYTES, (label, size)
-    ledger.check_size(many)
+    size = records.ledger_size(many)
+    assert size < records.LEDGER_BUDGET_BYTES < records.MAX_OBJECT_BYTES, (label, size)
+    records.check_size(many)
 
 
 def test_check_size_and_shrink() -> None:
@@ -408,16 +408,16 @@ def test_check_size_and_shrink() -> None:
             failed=failed,
             results={i: {"i": i} for i in range(100)},
         )
-    size = ledger.ledger_size(data)
+    size = records.ledger_size(data)
     with pytest.raises(LedgerTooLarge, match="largest records: stage.s"):
-        ledger.check_size(data, budget=size - 1)
-    small = ledger.shrink(data, budget=size - 20_000)
-    assert ledger.ledger_size(small) <= size - 20_000
-    for key in ledger.stage_keys(small):
+        records.check_size(data, budget=size - 1)
+    small = records.shrink(data, budget=size - 20_000)
+    assert records.ledger_size(small) <= size - 20_000
+    for key in records.stage_keys(small):
         assert completed_for_resume(small, key, "h1") == IndexSet.full(100_000) - failed
         assert read_stage(small, key).latest_attempt.index_map == IndexSet.full(100_000)  # type: ignore[union-attr]
     with pytest.raises(LedgerTooLarge):
-        ledger.shrink(data, budget=1000)
+        records.shrink(data, budget=1000)
 
 
 # --------------------------------------------------------------------------- many concurrent writers

@@ -22,13 +22,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_kbatch.pipeline import ledger as rules
+from airflow_provider_kbatch.errors import KbatchError
+from airflow_provider_kbatch.pipeline import records as rules
 from airflow_provider_kbatch.pipeline.contracts import Contract, incompatibilities
-from airflow_provider_kbatch.workspace import WorkspaceRecord
+from airflow_provider_kbatch.pipeline.workspace import WorkspaceRecord
 
 
-class InputCheckError(ValueError):
-    """An input of a stage cannot be used; ``.problems`` lists every reason."""
+class InputCheckError(KbatchError, ValueError):
+    """An input of a stage cannot be used; ``.problems`` lists every reason. Final: a retry
+    reads the same ledger."""
+
+    final = True
 
     def __init__(self, stage: str, problems: list[str]) -> None:
         self.stage = stage

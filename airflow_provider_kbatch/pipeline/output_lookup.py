@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_kbatch import workspace as ws
-from airflow_provider_kbatch.pipeline import ledger as rules
+from airflow_provider_kbatch.pipeline import records as rules
+from airflow_provider_kbatch.pipeline import workspace as ws
 
 
 def normalize_date(value: str) -> str:

@@ -1,6 +1,6 @@
 """The run ledger seen from the operator: one ConfigMap per DAG run, updated by compare-and-swap.
 
-The record schema and the merge rules are pure (:mod:`airflow_provider_kbatch.pipeline.ledger`);
+The record schema and the merge rules are pure (:mod:`airflow_provider_kbatch.pipeline.records`);
 this module only binds them to a task instance and runs them through the hook's CAS loop, so
 concurrent stages of one run (and a backfill's many runs) never lose each other's writes.
 """
@@ -11,7 +11,7 @@ import datetime
 from functools import partial
 from typing import Any
 
-from airflow_provider_kbatch.pipeline import ledger as rules
+from airflow_provider_kbatch.pipeline import records as rules
 from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.spec.names import JobIdentity
 

@@ -1,4 +1,11 @@
-"""Errors raised by the kbatch hooks, and the pure mapping from an API server response to them.
+"""kbatch's errors: one taxonomy, and the pure mapping from an API server response to them.
+
+Every error kbatch raises on purpose is a :class:`KbatchError`. Its ``final`` flag says whether an
+Airflow retry could change the outcome: an invalid stage, a foreign Job holding our deterministic
+name, a broken input or workspace are final (the task fails without retries); an API error that
+outlasted the retry policy is not. One place at the Airflow edge
+(:func:`airflow_provider_kbatch.glue.errors.airflow_errors`) turns them into
+``AirflowFailException`` (final) or ``AirflowException`` (retryable).
 
 Every non-transient API error becomes a :class:`KbatchApiError` (or a subclass chosen by status
 and ``Status.reason``) whose message is readable on its own: the server's message and, for a 422,
@@ -16,7 +23,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
+
+
+class KbatchError(Exception):
+    """Base of every error kbatch raises on purpose.
+
+    ``final`` is True when no Airflow retry can change the outcome (the task's arguments, a name
+    that is deterministic, a recorded input): the Airflow edge then fails the task without retries.
+    """
+
+    final: ClassVar[bool] = False
 
 
 @dataclass(frozen=True)
@@ -31,7 +48,7 @@ class Cause:
         return f"{self.field}: {self.message}" if self.field else self.message
 
 
-class KbatchApiError(Exception):
+class KbatchApiError(KbatchError):
     """A Kubernetes API request failed with a non-transient error (or ran out of retries)."""
 
     def __init__(
@@ -103,7 +120,7 @@ class PodLogNotReady(KbatchApiError):
     """
 
 
-class JobDeleted(Exception):
+class JobDeleted(KbatchError):
     """The watched Job was deleted (DELETED event, or gone when re-listed)."""
 
     def __init__(self, namespace: str, name: str, last: dict[str, Any] | None = None) -> None:

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from airflow_provider_kbatch.errors import KbatchError
 from airflow_provider_kbatch.spec.intervals import IndexSet, map_local
 from airflow_provider_kbatch.spec.names import (
     ANNOTATION_INDEX_MAP,
@@ -27,8 +28,11 @@ log = logging.getLogger(__name__)
 GENERATION_ANNOTATION = "kbatch.io/generation"
 
 
-class SubmissionError(RuntimeError):
-    pass
+class SubmissionError(KbatchError):
+    """A Job holds this task instance's deterministic name but is not ours (another task
+    instance, another spec). Final: a retry computes the same name."""
+
+    final = True
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,7 @@ def submit(
     hook: Any, namespace: str, manifest: dict[str, Any], spec_hash: str
 ) -> tuple[dict[str, Any], bool]:
     """Create the Job; on a 409 read it back and adopt it if it is ours. Returns (job, created)."""
-    from airflow_provider_kbatch.hooks.errors import JobAlreadyExists
+    from airflow_provider_kbatch.errors import JobAlreadyExists
 
     name = manifest["metadata"]["name"]
     try:

@@ -150,7 +150,7 @@ class _Watch:
 
     # ------------------------------------------------------------------ job watch
     async def watch_job(self) -> None:
-        from airflow_provider_kbatch.hooks.errors import JobDeleted
+        from airflow_provider_kbatch.errors import JobDeleted
 
         try:
             async for job in self.hook.watch_job(self.namespace, self.name):

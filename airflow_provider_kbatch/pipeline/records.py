@@ -43,6 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
+from airflow_provider_kbatch.errors import KbatchError
 from airflow_provider_kbatch.pipeline import indexcodec
 from airflow_provider_kbatch.spec import names
 from airflow_provider_kbatch.spec.intervals import IndexSet
@@ -70,8 +71,11 @@ _NOT_DNS_CHAR = re.compile(r"[^a-z0-9]+")
 _MAX_KEY = 253
 
 
-class LedgerError(ValueError):
-    """A ledger record is malformed, newer than this provider, or an update does not apply."""
+class LedgerError(KbatchError, ValueError):
+    """A ledger record is malformed, newer than this provider, or an update does not apply.
+    Final: the record stays as it is."""
+
+    final = True
 
 
 class LedgerTooLarge(LedgerError):

@@ -7,7 +7,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from airflow_provider_kbatch.hooks.errors import (
+from airflow_provider_kbatch.errors import (
     AlreadyExists,
     Cause,
     Conflict,

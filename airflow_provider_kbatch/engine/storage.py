@@ -1,7 +1,7 @@
 """The workspace seen from the operator: check inputs, find or create the run's claim, record it.
 
-Thin I/O around the pure rules in :mod:`airflow_provider_kbatch.workspace` (naming, layout, pod
-wiring, the ledger's workspace record) and :mod:`airflow_provider_kbatch.handoff` (the input and
+Thin I/O around the pure rules in :mod:`airflow_provider_kbatch.pipeline.workspace` (naming, layout, pod
+wiring, the ledger's workspace record) and :mod:`airflow_provider_kbatch.pipeline.handoff` (the input and
 contract check). Every write to the ledger goes through the hook's compare-and-swap loop.
 """
 
@@ -13,19 +13,23 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from airflow_provider_kbatch import handoff
-from airflow_provider_kbatch import workspace as ws
-from airflow_provider_kbatch.pipeline import ledger as rules
+from airflow_provider_kbatch.engine.waiter import Log
+from airflow_provider_kbatch.errors import KbatchError
+from airflow_provider_kbatch.pipeline import handoff
+from airflow_provider_kbatch.pipeline import records as rules
+from airflow_provider_kbatch.pipeline import workspace as ws
 from airflow_provider_kbatch.pipeline.contracts import Contract
 from airflow_provider_kbatch.spec.names import JobIdentity
 from airflow_provider_kbatch.spec.stage import StageSpec
-from airflow_provider_kbatch.waiter import Log
 
 MAX_GENERATIONS_PER_EXECUTE = 5
 
 
-class WorkspaceError(RuntimeError):
-    """The run's workspace cannot be used (missing existing claim, a claim of another run, ...)."""
+class WorkspaceError(KbatchError):
+    """The run's workspace cannot be used (missing existing claim, a claim of another run, ...).
+    Final: a retry finds the same claims."""
+
+    final = True
 
 
 def _now() -> str:
@@ -64,7 +68,7 @@ def _provider_claim(
     log: Log,
 ) -> tuple[str, int, dict[str, Any]]:
     """Find the run's claim, or create it (idempotent: a 409 means another stage did)."""
-    from airflow_provider_kbatch.hooks.errors import AlreadyExists
+    from airflow_provider_kbatch.errors import AlreadyExists
 
     generation = ws.candidate_generation(record)
     for _ in range(MAX_GENERATIONS_PER_EXECUTE):
