@@ -19,7 +19,7 @@ def main() -> int:
     runtime.log("start", index=index, stage=runtime.stage())
     time.sleep(float(os.environ.get("SLEEP_SECONDS", "0")))
     failing = {int(i) for i in os.environ.get("FAIL_INDEXES", "").split(",") if i.strip()}
-    try_number = int(os.environ.get("KBATCH_TRY_NUMBER", "1"))
+    try_number = runtime.try_number()
     if index in failing and try_number <= int(os.environ.get("FAIL_UNTIL_TRY", "1")):
         runtime.log("failing on purpose", index=index, try_number=try_number)
         return int(os.environ.get("FAIL_EXIT_CODE", "3"))

@@ -30,6 +30,7 @@ from airflow_provider_kbatch.runtime.env import (
     output_dir,
     run_id,
     stage,
+    try_number,
 )
 from airflow_provider_kbatch.runtime.errors import (
     ConfigError,
@@ -69,6 +70,7 @@ __all__ = [
     "output_dir",
     "run_id",
     "stage",
+    "try_number",
     "validate_records",
     "verify_input",
 ]

@@ -21,6 +21,7 @@ INDEX = "KBATCH_INDEX"
 INDEX_MAP = "KBATCH_INDEX_MAP"
 JOB_COMPLETION_INDEX = "JOB_COMPLETION_INDEX"
 RUN_ID = "KBATCH_RUN_ID"
+TRY_NUMBER = "KBATCH_TRY_NUMBER"
 STAGE = "KBATCH_STAGE"
 IMAGE = "KBATCH_IMAGE"
 OUTPUT_DIR = "KBATCH_OUTPUT_DIR"
@@ -112,6 +113,16 @@ def run_id(env: Mapping[str, str] | None = None) -> str:
 def stage(env: Mapping[str, str] | None = None) -> str:
     """The stage (task) name (``KBATCH_STAGE``)."""
     return _required(STAGE, env, "the stage this pod runs")
+
+
+def try_number(env: Mapping[str, str] | None = None) -> int:
+    """The Airflow try that submitted this pod's Job (``KBATCH_TRY_NUMBER``, 1 when unset).
+
+    A resumed attempt's pods see the try that resumed them; an adopted Job keeps the try that
+    created it.
+    """
+    value = _env(env).get(TRY_NUMBER)
+    return _non_negative_int(TRY_NUMBER, value) if _is_set(value) else 1
 
 
 def image(env: Mapping[str, str] | None = None) -> str | None:

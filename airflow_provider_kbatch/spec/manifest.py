@@ -25,6 +25,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from airflow_provider_kbatch.runtime import env as runtime_env
 from airflow_provider_kbatch.spec.errors import KbatchSpecError
 from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.spec.names import (
@@ -51,11 +52,12 @@ from airflow_provider_kbatch.spec.stage import (
 )
 from airflow_provider_kbatch.spec.validation import validate_stage
 
-ENV_STAGE = "KBATCH_STAGE"
-ENV_RUN_ID = "KBATCH_RUN_ID"
-ENV_INDEX = "KBATCH_INDEX"
-ENV_INDEX_MAP = "KBATCH_INDEX_MAP"
-ENV_COMPLETION_INDEX = "JOB_COMPLETION_INDEX"
+# the names are the runtime's (runtime/env.py), the one definition of every KBATCH_* variable
+ENV_STAGE = runtime_env.STAGE
+ENV_RUN_ID = runtime_env.RUN_ID
+ENV_INDEX = runtime_env.INDEX
+ENV_INDEX_MAP = runtime_env.INDEX_MAP
+ENV_COMPLETION_INDEX = runtime_env.JOB_COMPLETION_INDEX
 
 #: Makes ``kubectl logs <pod>`` pick the main container of a pod with sidecars.
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"

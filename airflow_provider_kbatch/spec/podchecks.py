@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_provider_kbatch.runtime import env as runtime_env
 from airflow_provider_kbatch.spec.errors import ProblemCollector
 from airflow_provider_kbatch.spec.names import (
     LABEL_QUEUE_NAME,
@@ -34,7 +35,13 @@ from airflow_provider_kbatch.spec.stage import (
 
 #: Environment variables the manifest builder sets; the author may not set them.
 RESERVED_ENV = frozenset(
-    {"KBATCH_INDEX", "KBATCH_INDEX_MAP", "KBATCH_RUN_ID", "KBATCH_STAGE", "JOB_COMPLETION_INDEX"}
+    {
+        runtime_env.INDEX,
+        runtime_env.INDEX_MAP,
+        runtime_env.RUN_ID,
+        runtime_env.STAGE,
+        runtime_env.JOB_COMPLETION_INDEX,
+    }
 )
 
 _ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")

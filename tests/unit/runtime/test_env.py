@@ -143,3 +143,21 @@ def test_stage_indexes() -> None:
     assert kenv.stage_indexes({"KBATCH_STAGE_INDEXES": "0-7"}) == ((0, 7),)
     with pytest.raises(ConfigError, match="KBATCH_STAGE_INDEXES"):
         kenv.stage_indexes({"KBATCH_STAGE_INDEXES": "x"})
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({}, 1),
+        ({"KBATCH_TRY_NUMBER": "3"}, 3),
+        ({"KBATCH_TRY_NUMBER": ""}, 1),
+        ({"KBATCH_TRY_NUMBER": "$(X)"}, 1),
+    ],
+)
+def test_try_number(env: dict[str, str], expected: int) -> None:
+    assert runtime.try_number(env) == expected
+
+
+def test_try_number_rejects_garbage() -> None:
+    with pytest.raises(runtime.ConfigError, match="KBATCH_TRY_NUMBER='two'"):
+        runtime.try_number({"KBATCH_TRY_NUMBER": "two"})
