@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,12 @@ def test_try_number(env: dict[str, str], expected: int) -> None:
 def test_try_number_rejects_garbage() -> None:
     with pytest.raises(runtime.ConfigError, match="KBATCH_TRY_NUMBER='two'"):
         runtime.try_number({"KBATCH_TRY_NUMBER": "two"})
+
+
+def test_readme_lists_every_kbatch_variable() -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    listed = set(re.findall(r"^\| `((?:KBATCH|JOB)_[A-Z_<>]+)` \|", readme, re.M))
+    declared = {v for k, v in vars(kenv).items() if k.isupper() and isinstance(v, str) and v.isupper()}
+    per_input = {kenv.input_env_name("x"), kenv.input_contract_env_name("x")}
+    assert per_input == {"KBATCH_INPUT_X_DIR", "KBATCH_INPUT_X_CONTRACT"}
+    assert listed == declared | {v.replace("_X_", "_<NAME>_") for v in per_input}
