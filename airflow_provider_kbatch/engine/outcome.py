@@ -14,7 +14,7 @@ from typing import Any
 from airflow_provider_kbatch.engine import ledger
 from airflow_provider_kbatch.engine.submission import job_index_map
 from airflow_provider_kbatch.engine.waiter import Log
-from airflow_provider_kbatch.pipeline.manifests import split_output_summary
+from airflow_provider_kbatch.pipeline.summary import split_output_summary
 from airflow_provider_kbatch.spec.intervals import IndexSet, map_local
 from airflow_provider_kbatch.spec.names import JobIdentity
 from airflow_provider_kbatch.status import describe_failure, job_outcome, pod_failures, pod_results

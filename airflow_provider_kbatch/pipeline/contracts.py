@@ -6,7 +6,8 @@ A stage declares the contract it produces and the one it accepts for each input:
 
     KbatchJobOperator(task_id="transform", inputs=["raw"], accepts={"raw": EVENTS_V1}, ...)
 
-``compatible(produced, accepted)``: same name, same major version, and ``produced`` has every
+``incompatibilities(produced, accepted)`` is empty when both have the same name and major version and
+``produced`` has every
 field ``accepted`` requires with the same base type (a nullable produced field only satisfies a
 nullable accepted one). The same rules run inside the pod (``runtime.verify_input``) through the
 one implementation in :mod:`airflow_provider_kbatch.runtime.schema`.
@@ -84,31 +85,6 @@ def incompatibilities(
     """
     prod = None if produced is None else as_contract(produced).to_dict()
     return schema.contract_errors(prod, as_contract(accepted).to_dict(), stage=stage)
-
-
-def compatible(produced: Contract | Mapping[str, Any] | None, accepted: Contract | Mapping[str, Any]) -> bool:
-    """Same name, same major version, every accepted field present with the same type."""
-    return not incompatibilities(produced, accepted)
-
-
-def check_manifest_against(
-    manifest: Mapping[str, Any], accepted: Contract | Mapping[str, Any], stage: str
-) -> list[str]:
-    """Check an upstream output's manifest (dict) against the contract ``stage`` accepts.
-
-    Used by the operator before it submits the consumer's Job. Returns error messages naming the
-    consuming stage, the field, what was expected and what was found; ``[]`` when compatible.
-    A missing or malformed contract in the manifest is an error, not a pass.
-    """
-    if not isinstance(manifest, Mapping):
-        return [
-            f"stage {stage!r}: upstream manifest: expected a JSON object, found {type(manifest).__name__}"
-        ]
-    producer = manifest.get("stage")
-    errors = schema.contract_errors(manifest.get("contract"), as_contract(accepted).to_dict(), stage=stage)
-    if errors and producer:
-        return [f"{e} [output of stage {producer!r}]" for e in errors]
-    return errors
 
 
 def contract_env(

@@ -19,8 +19,9 @@ equals :func:`manifest_digest` of its content. Schema version 1::
      "contract": {"name": str, "version": "MAJOR.MINOR", "fields": {field: type}} | null,
      "created_at": ISO-8601 UTC}
 
-``records`` totals the files that have a count and is ``null`` when none has. ``pipeline.manifests``
-parses this format for the operator; this module is the one definition of it.
+``records`` totals the files that have a count and is ``null`` when none has. This module is the
+one definition of the format; the operator reads only the summary a pod reports
+(:mod:`airflow_provider_kbatch.pipeline.summary`).
 """
 
 from __future__ import annotations

@@ -6,8 +6,6 @@ import pytest
 
 from airflow_provider_kbatch.pipeline.contracts import (
     Contract,
-    check_manifest_against,
-    compatible,
     contract_env,
     incompatibilities,
 )
@@ -64,7 +62,7 @@ def test_invalid_contracts(args, fragment: str) -> None:
     ],
 )
 def test_compatible(produced, accepted, ok: bool) -> None:
-    assert compatible(produced, accepted) is ok
+    assert (not incompatibilities(produced, accepted)) is ok
     assert (incompatibilities(produced, accepted) == []) is ok
 
 
@@ -76,39 +74,6 @@ def test_incompatibilities_name_stage_field_expected_found() -> None:
         "stage 'transform': field 'id': expected str, found int (contract events 1.0)",
         "stage 'transform': field 'ts': expected int, found missing (contract events 1.0)",
     ]
-
-
-def _manifest(contract) -> dict:
-    return {"stage": "ingest", "contract": contract}
-
-
-@pytest.mark.parametrize(
-    ("manifest", "errors"),
-    [
-        (_manifest(EVENTS.to_dict()), []),
-        (
-            _manifest(None),
-            [
-                "stage 'transform': contract: expected events 1.0, found no contract on the input [output of stage 'ingest']"
-            ],
-        ),
-        (
-            _manifest({"name": "events", "version": "2.1", "fields": {}}),
-            [
-                "stage 'transform': contract 'events' version: expected major 1 (1.0), found 2.1 [output of stage 'ingest']"
-            ],
-        ),
-        (
-            _manifest({"name": "events", "version": "1.1", "fields": {"id": "float"}}),
-            [
-                "stage 'transform': field 'id': expected int, found float (contract events 1.0) [output of stage 'ingest']"
-            ],
-        ),
-        ([], ["stage 'transform': upstream manifest: expected a JSON object, found list"]),
-    ],
-)
-def test_check_manifest_against(manifest, errors: list[str]) -> None:
-    assert check_manifest_against(manifest, Contract("events", "1.0", {"id": "int"}), "transform") == errors
 
 
 def test_contract_env_matches_runtime_names() -> None:

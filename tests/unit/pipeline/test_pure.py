@@ -9,7 +9,7 @@ import sys
 def test_pipeline_imports_nothing_heavy() -> None:
     code = (
         "import sys\n"
-        "import airflow_provider_kbatch.pipeline.contracts, airflow_provider_kbatch.pipeline.manifests\n"
+        "import airflow_provider_kbatch.pipeline.contracts, airflow_provider_kbatch.pipeline.summary\n"
         "import airflow_provider_kbatch.pipeline.records\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('airflow', 'kubernetes', 'kubernetes_asyncio'))\n"
         "print(','.join(heavy))"
