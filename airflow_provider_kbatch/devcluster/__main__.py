@@ -1,7 +1,8 @@
-"""``python -m airflow_provider_kbatch.devcluster up | down | status | env | build | fault ...``
+"""``python -m airflow_provider_kbatch.devcluster up | down | status | env | build | fault | airflow ...``
 
 A local Kubernetes control plane (real etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler) and a process node, for tests, the demo and DAG authors. Development tool only:
+kube-scheduler) and a process node, for tests, the demo and DAG authors; ``airflow up | down |
+status | env`` runs a real Airflow deployment on PostgreSQL against it. Development tool only:
 containers run as local processes, not in a sandbox.
 """
 
@@ -14,9 +15,13 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from airflow_provider_kbatch.devcluster.build import ensure_binaries
 from airflow_provider_kbatch.devcluster.cluster import DevCluster, DevClusterError, default_state_dir
+from airflow_provider_kbatch.devcluster.postgres import PostgresError
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,7 +60,37 @@ def _parser() -> argparse.ArgumentParser:
     group = kill.add_mutually_exclusive_group()
     group.add_argument("--signal", help="signal name or number, e.g. SIGKILL")
     group.add_argument("--exit-code", type=int)
+    _airflow_parser(sub)
     return parser
+
+
+def _airflow_parser(sub: Any) -> None:
+    airflow = sub.add_parser(
+        "airflow",
+        help="a real Airflow 3 deployment (api-server, scheduler, dag-processor, triggerer) on PostgreSQL",
+    )
+    commands = airflow.add_subparsers(dest="airflow_command", required=True)
+    helps = {
+        "up": "start PostgreSQL and the Airflow components against this (running) cluster",
+        "down": "stop every process of the deployment and PostgreSQL (its logs stay)",
+        "status": "print what runs, as JSON",
+        "env": "print shell exports for the airflow CLI against the deployment",
+    }
+    for name, text in helps.items():
+        command = commands.add_parser(name, help=text)
+        command.add_argument(
+            "--state-dir",
+            dest="airflow_dir",
+            type=Path,
+            help="the deployment's directory: AIRFLOW_HOME, logs, deployment.json "
+            "(default: airflow/<--name> under the kbatch cache)",
+        )
+    up = commands.choices["up"]
+    up.add_argument("--dags-folder", type=Path, default=REPO / "dags", help="default: the repository's dags/")
+    up.add_argument("--parallelism", type=int, default=4, help="[core] parallelism (LocalExecutor workers)")
+    up.add_argument(
+        "--timeout", type=float, default=300, help="seconds to wait until all components are healthy"
+    )
 
 
 def _fault(cluster: DevCluster, args: argparse.Namespace) -> None:
@@ -81,6 +116,45 @@ def _fault(cluster: DevCluster, args: argparse.Namespace) -> None:
                 signal=args.signal,
                 exit_code=args.exit_code,
             )
+
+
+def _airflow(cluster: DevCluster, args: argparse.Namespace) -> None:
+    from airflow_provider_kbatch.devcluster import airflowdeploy
+
+    home = (args.airflow_dir or airflowdeploy.default_home(args.name)).resolve()
+    where = f"--state-dir {shlex.quote(str(home))}"
+    if args.airflow_command == "up":
+        if not cluster.status()["ready"]:
+            raise DevClusterError(
+                f"the cluster in {cluster.state_dir} is not running: start it first with "
+                f"`python -m airflow_provider_kbatch.devcluster --state-dir {shlex.quote(str(cluster.state_dir))} up`"
+            )
+        deployment, _ = airflowdeploy.up(
+            home,
+            dags_folder=args.dags_folder.resolve(),
+            cluster_env=cluster.env(),
+            timeout=args.timeout,
+            parallelism=args.parallelism,
+        )
+        sys.stdout.write(
+            airflowdeploy.describe(deployment) + f"  kubernetes_default: the cluster in {cluster.state_dir}\n"
+            f'Use the airflow CLI with it: eval "$(python -m airflow_provider_kbatch.devcluster airflow env {where})"\n'
+            f"Stop it: python -m airflow_provider_kbatch.devcluster airflow down {where}\n"
+        )
+        return
+    if args.airflow_command == "down":
+        if not airflowdeploy.down(home):
+            sys.stderr.write(f"kbatch devcluster: no Airflow deployment in {home}\n")
+        return
+    attached = airflowdeploy.AirflowDeployment.attach(home)
+    if args.airflow_command == "status":
+        status = attached.status() if attached else {"home": str(home), "running": False}
+        sys.stdout.write(json.dumps(status, indent=2) + "\n")
+    elif args.airflow_command == "env":
+        if attached is None:
+            raise DevClusterError(f"no Airflow deployment in {home}: `airflow up {where}` starts one")
+        for key, value in airflowdeploy.shell_env(attached).items():
+            sys.stdout.write(f"export {key}={shlex.quote(value)}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stdout.write(f"export {key}={shlex.quote(value)}\n")
         elif args.command == "fault":
             _fault(cluster, args)
-    except DevClusterError as err:
+        elif args.command == "airflow":
+            _airflow(cluster, args)
+    except (DevClusterError, PostgresError, AssertionError) as err:  # the deployment's checks assert
         sys.stderr.write(f"kbatch devcluster: {err}\n")
         return 1
     return 0
