@@ -1,6 +1,11 @@
-"""Real Airflow 3 against the local cluster: an isolated AIRFLOW_HOME on SQLite with the repo's
-``dags/`` folder, ``airflow dags test`` run as a subprocess, XComs and task states read back
-from the metadata database."""
+"""Real Airflow 3 against the local cluster.
+
+* ``airflow_env``: an isolated AIRFLOW_HOME on SQLite with the repo's ``dags/`` folder, ``airflow
+  dags test`` run as a subprocess, XComs and task states read back from the metadata database.
+* ``airflow_deployment`` (alias ``airflow_scheduler``): one real deployment on PostgreSQL
+  (api-server, scheduler, dag-processor, triggerer) for the whole session, shared by every
+  module that asks for it; see ``tests/e2e/scheduler.py``.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +21,8 @@ from typing import Any
 
 import pytest
 
-# One real deployment (api-server, scheduler, dag-processor, triggerer) for the whole session,
-# shared by every module that asks for it.
 from tests.e2e.dagstest import DagsTest
-from tests.e2e.scheduler import airflow_scheduler  # noqa: F401
+from tests.e2e.scheduler import AirflowDeployment, e2e_dags_folder
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -113,6 +116,31 @@ def airflow_env(devcluster: Any, tmp_path_factory: pytest.TempPathFactory) -> It
     airflow = AirflowEnv(home, env)
     airflow.run("db", "migrate", timeout=300)
     yield airflow
+
+
+@pytest.fixture(scope="session")
+def airflow_deployment(
+    devcluster: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AirflowDeployment]:
+    """The session's Airflow deployment on PostgreSQL, started by the first test that asks for it
+    (about a minute) and stopped at the end of the session; ``kubernetes_default`` is the local
+    cluster, the DAGs those of ``dags/examples`` and ``tests/e2e/dags``. Use your own run ids and
+    namespaces: other tests' runs share it."""
+    root = tmp_path_factory.mktemp("airflow_deployment")
+    deployment = AirflowDeployment(
+        home=root / "home", dags_folder=e2e_dags_folder(root / "dags"), extra_env=devcluster.cluster.env()
+    )
+    try:
+        deployment.start()
+        yield deployment
+    finally:
+        deployment.stop()
+
+
+@pytest.fixture(scope="session")
+def airflow_scheduler(airflow_deployment: AirflowDeployment) -> AirflowDeployment:
+    """The former name of ``airflow_deployment``."""
+    return airflow_deployment
 
 
 @pytest.fixture

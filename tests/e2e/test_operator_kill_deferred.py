@@ -10,34 +10,16 @@ import logging
 import secrets
 import time
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.conftest import ClusterHandle, wait_until
-from tests.e2e.scheduler import REPO, AirflowScheduler
+from tests.e2e.scheduler import AirflowScheduler
 from tests.integration.test_operator_on_kill import processes_with
 
 DAG_ID, TASK_ID = "kbatch_test_kill_deferred", "sleepy"
 log = logging.getLogger(__name__)
-
-
-@pytest.fixture(scope="module")
-def deployment(
-    devcluster: ClusterHandle, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[AirflowScheduler]:
-    """A deployment whose DAG folder is the test DAGs only (the shared fixture has ``dags/``)."""
-    home = tmp_path_factory.mktemp("kill_deferred")
-    dags = home / "dags"
-    dags.mkdir()
-    (dags / "e2e").symlink_to(REPO / "tests" / "e2e" / "dags")
-    sched = AirflowScheduler(home=home / "home", dags_folder=dags, extra_env=devcluster.cluster.env())
-    try:
-        sched.start()
-        yield sched
-    finally:
-        sched.stop()
 
 
 def api(sched: AirflowScheduler, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -55,9 +37,9 @@ def api(sched: AirflowScheduler, method: str, path: str, body: dict[str, Any] | 
 
 @pytest.mark.timeout(900)
 def test_marking_a_deferred_task_failed_deletes_its_job(
-    deployment: AirflowScheduler, devcluster: ClusterHandle, namespace: str, record_property: Any
+    airflow_deployment: AirflowScheduler, devcluster: ClusterHandle, namespace: str, record_property: Any
 ) -> None:
-    sched = deployment
+    sched = airflow_deployment
     sched.wait_dag(DAG_ID, timeout=180)
     sched.unpause(DAG_ID)
     marker = f"kbatch-kill-deferred-{secrets.token_hex(6)}"
