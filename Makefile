@@ -7,8 +7,10 @@ VENV := $(shell scripts/venv.sh)
 PY = $(VENV)/bin/python
 DEMO_DIR ?= $(or $(KBATCH_CACHE),$(HOME)/.cache/kbatch)/demo
 
-.PHONY: setup build lint unit integration e2e test demo down bench clean-cache
-setup:          ## virtualenv + control plane binaries (cached outside the repo)
+.PHONY: setup build lint unit integration e2e test demo down airflow-up airflow-down bench clean-cache
+setup:          ## virtualenv + control plane binaries (cached outside the repo) + PostgreSQL server (apt)
+	@compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || { echo "kbatch: installing the postgresql package" >&2; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 	@$(PY) -m airflow_provider_kbatch.devcluster build >/dev/null
 
 build: setup
@@ -37,6 +39,13 @@ demo: setup     ## start the local cluster and run the example pipeline with `ai
 
 down:           ## stop the demo cluster
 	$(PY) -m airflow_provider_kbatch.devcluster --state-dir "$(DEMO_DIR)/cluster" down
+
+airflow-up: setup  ## a real Airflow deployment (PostgreSQL, api-server, scheduler, triggerer) on the demo cluster
+	$(PY) -m airflow_provider_kbatch.devcluster --state-dir "$(DEMO_DIR)/cluster" up
+	$(PY) -m airflow_provider_kbatch.devcluster --state-dir "$(DEMO_DIR)/cluster" airflow up --state-dir "$(DEMO_DIR)/airflow-deployment"
+
+airflow-down:   ## stop the Airflow deployment of `make airflow-up` (the demo cluster stays: `make down`)
+	$(PY) -m airflow_provider_kbatch.devcluster airflow down --state-dir "$(DEMO_DIR)/airflow-deployment"
 
 bench: setup    ## print the headline figures of the README
 	$(PY) benchmarks/run.py
