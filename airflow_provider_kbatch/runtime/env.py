@@ -122,7 +122,7 @@ def try_number(env: Mapping[str, str] | None = None) -> int:
     created it.
     """
     value = _env(env).get(TRY_NUMBER)
-    return _non_negative_int(TRY_NUMBER, value) if _is_set(value) else 1
+    return _non_negative_int(TRY_NUMBER, value) if value is not None and _is_set(value) else 1
 
 
 def image(env: Mapping[str, str] | None = None) -> str | None:
