@@ -316,7 +316,7 @@ class ProcessNode:
         for name in self.names:
             self._spawn(self._heartbeat(name))
             informer = Informer(self.client, "/api/v1/pods", {"fieldSelector": f"spec.nodeName={name}"})
-            self._spawn(informer.run(self._listed_for(name), self._pod_event))
+            self._spawn(informer.run(self._pod_event))
         self._write_info()
         log.info("nodes %s ready (kubelet port %d)", ", ".join(self.names), self.args.kubelet_port)
         await stop.wait()
@@ -425,17 +425,6 @@ class ProcessNode:
                 log.warning("heartbeat of node %s failed: %s", name, err)
 
     # ------------------------------------------------------------------ pods
-    def _listed_for(self, node: str) -> Any:
-        async def listed(items: list[dict[str, Any]]) -> None:
-            present = {p["metadata"]["uid"] for p in items}
-            for pod in items:
-                self._observe(pod)
-            for uid, worker in list(self.workers.items()):
-                if worker.pod["spec"].get("nodeName") == node and uid not in present:
-                    self._forget(uid)
-
-        return listed
-
     async def _pod_event(self, kind: str, pod: dict[str, Any]) -> None:
         if kind == "DELETED":
             self._forget(pod["metadata"]["uid"])

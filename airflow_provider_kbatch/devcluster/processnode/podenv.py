@@ -13,35 +13,15 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
-ANNOTATION_OR_LABEL = re.compile(r"^metadata\.(annotations|labels)\['(.*)'\]$")
+from airflow_provider_kbatch.spec.quantity import parse_quantity
 
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {"n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000), "": Fraction(1)}
-_DECIMAL.update({"k": Fraction(10**3), "M": Fraction(10**6), "G": Fraction(10**9)})
-_DECIMAL.update({"T": Fraction(10**12), "P": Fraction(10**15), "E": Fraction(10**18)})
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+)(?:([eE][+-]?[0-9]+)|(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?)$")
+ANNOTATION_OR_LABEL = re.compile(r"^metadata\.(annotations|labels)\['(.*)'\]$")
 
 
 class ConfigError(Exception):
     """The container cannot be configured yet (the kubelet's ``CreateContainerConfigError``)."""
-
-
-def parse_quantity(text: str | int | float) -> Fraction:
-    """A Kubernetes quantity (``500m``, ``2Gi``, ``1e3``) as an exact fraction."""
-    if isinstance(text, (int, float)):
-        return Fraction(text)
-    match = _QUANTITY.match(text.strip())
-    if not match:
-        raise ValueError(f"not a quantity: {text!r}")
-    number, exponent, suffix = match.groups()
-    value = Fraction(number)
-    if exponent:
-        return value * Fraction(10) ** int(exponent[1:])
-    suffix = suffix or ""
-    return value * (_BINARY[suffix] if suffix in _BINARY else _DECIMAL[suffix])
 
 
 def expand(text: str, lookup: Callable[[str], str | None]) -> str:
@@ -127,13 +107,14 @@ def resource_field_value(
         amount = allocatable.get(resource)
     if amount is None:
         amount = "0"
-    divisor = parse_quantity(ref.get("divisor") or "1")
-    if divisor == 0:
-        divisor = Fraction(1)
-    if resource == "cpu":
-        milli = math.ceil(parse_quantity(amount) * 1000)
-        return str(math.ceil(Fraction(milli) / math.ceil(divisor * 1000)))
-    return str(math.ceil(math.ceil(parse_quantity(amount)) / math.ceil(divisor)))
+    divisor = parse_quantity(ref.get("divisor") or "1") or 1  # a zero divisor reads as 1
+    if resource == "cpu":  # in millicores, like the kubelet's MilliValue()
+        return str(_ceil_div(math.ceil(parse_quantity(amount) * 1000), math.ceil(divisor * 1000)))
+    return str(_ceil_div(math.ceil(parse_quantity(amount)), math.ceil(divisor)))
+
+
+def _ceil_div(numerator: int, denominator: int) -> int:
+    return -(-numerator // denominator)
 
 
 @dataclass

@@ -44,7 +44,6 @@ from airflow_provider_kbatch.devcluster.processnode.podenv import (
     ObjectSource,
     container_env,
     expand_command,
-    parse_quantity,
 )
 from airflow_provider_kbatch.devcluster.processnode.podstatus import (
     Backoff,
@@ -74,6 +73,7 @@ from airflow_provider_kbatch.devcluster.processnode.volumes import (
     prepare_volumes,
     remove_pod_volumes,
 )
+from airflow_provider_kbatch.spec.quantity import parse_quantity
 
 log = logging.getLogger(__name__)
 

@@ -77,8 +77,8 @@ class Provisioner:
         claims = Informer(self.client, "/api/v1/persistentvolumeclaims")
         volumes = Informer(self.client, "/api/v1/persistentvolumes")
         await asyncio.gather(
-            claims.run(self._claims_listed, self._claim_event),
-            volumes.run(self._volumes_listed, self._volume_event),
+            claims.run(self._claim_event),
+            volumes.run(self._volume_event),
         )
 
     async def _storage_class(self, name: str) -> dict[str, Any] | None:
@@ -88,10 +88,6 @@ class Provisioner:
                 return None  # not cached: the class may be created later
             self._classes[name] = sc
         return self._classes[name]
-
-    async def _claims_listed(self, items: list[dict[str, Any]]) -> None:
-        for claim in items:
-            await self._claim_event("ADDED", claim)
 
     async def _claim_event(self, kind: str, claim: dict[str, Any]) -> None:
         if kind == "DELETED" or not wants_volume(claim) or claim["metadata"]["uid"] in self._done:
@@ -117,10 +113,6 @@ class Provisioner:
                 log.error("cannot provision a volume for %s: %s", claim["metadata"]["name"], err)
                 return
         self._done.add(claim["metadata"]["uid"])
-
-    async def _volumes_listed(self, items: list[dict[str, Any]]) -> None:
-        for pv in items:
-            await self._volume_event("ADDED", pv)
 
     async def _volume_event(self, kind: str, pv: dict[str, Any]) -> None:
         ours = (pv["metadata"].get("annotations") or {}).get(PROVISIONED_BY) == PROVISIONER

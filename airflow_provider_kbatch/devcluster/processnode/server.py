@@ -15,8 +15,7 @@ pids) and ``{"op": "kill", "namespace", "pod", "container", "signal", "exit_code
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
+import contextlib
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from airflow_provider_kbatch.devcluster.pki import ensure_self_signed
 from airflow_provider_kbatch.devcluster.processnode.containerlogs import (
     RenderState,
     log_path,
@@ -49,47 +49,12 @@ class Registry(Protocol):
 
 
 def ensure_serving_cert(directory: Path, names: list[str]) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and ``localhost`` (kept across restarts)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    cert_path, key_path = directory / "kubelet.crt", directory / "kubelet.key"
-    if cert_path.exists() and key_path.exists():
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        if cert.not_valid_after_utc > datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
-            days=1
-        ):
-            return cert_path, key_path
-    directory.mkdir(parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kbatch-process-node")])
-    sans: list[x509.GeneralName] = [
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        x509.DNSName("localhost"),
-    ]
-    sans += [x509.DNSName(n) for n in names]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .sign(key, hashes.SHA256())
+    """The kubelet's self-signed certificate for 127.0.0.1, ``localhost`` and the node names (kept
+    across restarts while valid)."""
+    hosts = ["127.0.0.1", "localhost", *names]
+    return ensure_self_signed(
+        directory / "kubelet.crt", directory / "kubelet.key", "kbatch-process-node", hosts
     )
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    key_path.chmod(0o600)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert_path, key_path
 
 
 def _flag(value: str | None) -> bool:
@@ -164,23 +129,19 @@ class KubeletServer:
         response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
         await response.prepare(request)
         offset = tail_offset(path, tail) if tail is not None and tail >= 0 else 0
+        last_read = not follow or writer is None
         while True:
             entries, offset = read_entries(path, offset)
             data = render(entries, state)
             if data:
                 await response.write(data)
-            if state.exhausted or not follow or writer is None:
+            if last_read or state.exhausted:
                 break
-            if writer.closed:
-                entries, offset = read_entries(path, offset)
-                data = render(entries, state)
-                if data:
-                    await response.write(data)
-                break
-            try:
-                await asyncio.wait_for(writer.changed.wait(), timeout=1.0)
-            except asyncio.TimeoutError:
-                pass
+            assert writer is not None
+            last_read = writer.closed  # once closed, one more read takes what it wrote last
+            if not last_read:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(writer.changed.wait(), timeout=1.0)
         await response.write_eof()
         return response
 

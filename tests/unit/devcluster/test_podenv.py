@@ -12,10 +12,10 @@ from airflow_provider_kbatch.devcluster.processnode.podenv import (
     expand,
     expand_command,
     field_ref_value,
-    parse_quantity,
     referenced_objects,
     resource_field_value,
 )
+from airflow_provider_kbatch.spec.quantity import parse_quantity
 
 POD = {
     "metadata": {
