@@ -411,31 +411,22 @@ def test_a_killed_deferred_sensor_leaves_the_job_running(devcluster, namespace, 
 
 @pytest.mark.timeout(600)
 def test_marking_the_deferred_sensor_failed_in_a_deployment_keeps_the_job(
-    devcluster, namespace, markers, tmp_path_factory
+    devcluster, namespace, markers, airflow_deployment
 ):
-    """The real path: scheduler, triggerer and api-server; the user marks the deferred sensor
-    failed through the REST API; the triggerer cancels the trigger and calls its ``on_kill``."""
+    """The real path: scheduler, triggerer and api-server (the session's shared deployment on
+    PostgreSQL); the user marks the deferred sensor failed through the REST API; the triggerer
+    cancels the trigger and calls its ``on_kill``, which keeps the Job it only watched."""
     import urllib.request
 
-    from tests.e2e.scheduler import REPO, AirflowScheduler
-
+    deployment = airflow_deployment
     dag_id, run_id = "kbatch_test_sensor_deferrable", f"kill-{secrets.token_hex(3)}"
-    dags = tmp_path_factory.mktemp("sensor_dags")  # only this DAG file: little to parse
-    (dags / "kbatch_test_sensor.py").symlink_to(REPO / "tests" / "e2e" / "dags" / "kbatch_test_sensor.py")
     marker = markers / "deployment-kill"
     create_job(devcluster, namespace, "watched", marker=marker, completions=2)
     running_pods(devcluster, namespace, "watched", 2)
-    deployment = AirflowScheduler(
-        home=tmp_path_factory.mktemp("sensor_deployment"),
-        dags_folder=dags,
-        extra_env=devcluster.cluster.env(),
-    )
     try:
-        deployment.start()
-        deployment.wait_dag(dag_id)
+        deployment.wait_dag(dag_id, timeout=180)
         deployment.unpause(dag_id)
-        conf = {"namespace": namespace, "job_name": "watched"}
-        deployment.run("dags", "trigger", dag_id, "--run-id", run_id, "-c", json.dumps(conf))
+        deployment.trigger(dag_id, run_id, conf={"namespace": namespace, "job_name": "watched"})
         wait_until(
             lambda: deployment.task_instances(dag_id, run_id).get(("wait", -1), (None,))[0] == "deferred",
             timeout=180,
@@ -458,7 +449,7 @@ def test_marking_the_deferred_sensor_failed_in_a_deployment_keeps_the_job(
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.status == 200
         wait_until(
-            lambda: _logged(deployment.home, lambda line: "invoking on_kill" in line),
+            lambda: "invoking on_kill" in deployment.task_logs(dag_id, run_id, "wait"),
             timeout=60,
             what="the triggerer calling the trigger's on_kill",
         )
@@ -470,7 +461,7 @@ def test_marking_the_deferred_sensor_failed_in_a_deployment_keeps_the_job(
         print(deployment.report(dag_id))  # noqa: T201 -- the deployment's logs, for the failure report
         raise
     finally:
-        deployment.stop()
+        deployment.pause(dag_id)
     marker.touch()
     wait_until(
         lambda: condition(devcluster, namespace, "watched", "Complete"), timeout=60, what="watched completes"
