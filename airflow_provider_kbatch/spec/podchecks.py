@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_kbatch.runtime import env as runtime_env
-from airflow_provider_kbatch.spec.errors import ProblemCollector
+from airflow_provider_kbatch.spec.errors import KbatchSpecError, ProblemCollector
 from airflow_provider_kbatch.spec.names import (
     LABEL_QUEUE_NAME,
     RESERVED_ANNOTATIONS,
@@ -27,6 +27,7 @@ from airflow_provider_kbatch.spec.stage import (
     EnvFromConfigMap,
     EnvFromField,
     EnvFromSecret,
+    PodOptions,
     Resources,
     RunAs,
     SecretEnvSource,
@@ -248,7 +249,15 @@ def check_resources(spec: StageSpec, p: ProblemCollector) -> None:
         return
     parsed: dict[str, dict[str, Any]] = {"requests": {}, "limits": {}}
     for kind in ("requests", "limits"):
-        for name, value in getattr(res, kind).items():
+        values = getattr(res, kind)
+        if not isinstance(values, Mapping):
+            p.add(
+                f"resources.{kind}",
+                f"must be a mapping of resource name -> quantity, got {type(values).__name__} {values!r}",
+                f"Pass resources={{'{kind}': {{'cpu': '500m', 'memory': '1Gi'}}}}.",
+            )
+            continue
+        for name, value in values.items():
             field = f"resources.{kind}[{name!r}]"
             problem = qualified_name_problem(name) if isinstance(name, str) else "is not a string"
             if problem:
@@ -267,6 +276,8 @@ def check_resources(spec: StageSpec, p: ProblemCollector) -> None:
                 p.add(field, f"{value!r} is negative", "Resource quantities must be zero or more.")
                 continue
             parsed[kind][name] = quantity
+    if not (isinstance(res.limits, Mapping) and isinstance(res.requests, Mapping)):
+        return
     for name, limit in parsed["limits"].items():
         request = parsed["requests"].get(name)
         if request is not None and limit < request:
@@ -514,6 +525,112 @@ def _tuples_only(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} {obj!r} is not JSON serialisable")
 
 
+# The shape of a Job where the provider merges or reads the template: a dict (``MAP``) where the
+# Job schema has an object, a list where it has a list (``[item shape]``), a string (``STR``).
+# A template of the wrong shape there would be dropped by the merge without a word.
+MAP: Mapping[str, Any] = {}
+STR = "string"
+_CONTAINER: Mapping[str, Any] = {
+    "name": STR,
+    "image": STR,
+    "command": [STR],
+    "args": [STR],
+    "env": [{"name": STR, "valueFrom": MAP}],
+    "envFrom": [MAP],
+    "ports": [MAP],
+    "volumeMounts": [MAP],
+    "resources": {"requests": MAP, "limits": MAP},
+    "securityContext": {"capabilities": MAP, "seccompProfile": MAP},
+    "lifecycle": MAP,
+    "livenessProbe": MAP,
+    "readinessProbe": MAP,
+    "startupProbe": MAP,
+    "workingDir": STR,
+}
+_METADATA: Mapping[str, Any] = {"labels": MAP, "annotations": MAP}
+_POD_SPEC: Mapping[str, Any] = {
+    "containers": [_CONTAINER],
+    "initContainers": [_CONTAINER],
+    "ephemeralContainers": [_CONTAINER],
+    "volumes": [MAP],
+    "tolerations": [MAP],
+    "nodeSelector": MAP,
+    "affinity": MAP,
+    "imagePullSecrets": [MAP],
+    "securityContext": MAP,
+    "topologySpreadConstraints": [MAP],
+    "hostAliases": [MAP],
+    "readinessGates": [MAP],
+    "schedulingGates": [MAP],
+    "resourceClaims": [MAP],
+    "dnsConfig": MAP,
+    "overhead": MAP,
+    "restartPolicy": STR,
+    "serviceAccountName": STR,
+    "priorityClassName": STR,
+}
+JOB_SHAPE: Mapping[str, Any] = {
+    "apiVersion": STR,
+    "kind": STR,
+    "metadata": _METADATA,
+    "spec": {
+        "template": {"metadata": _METADATA, "spec": _POD_SPEC},
+        "podFailurePolicy": {"rules": [MAP]},
+        "successPolicy": {"rules": [MAP]},
+        "selector": MAP,
+    },
+}
+_NAMED_LISTS = ("containers", "initContainers", "ephemeralContainers")
+
+
+def _kind(shape: Any) -> str:
+    if isinstance(shape, Mapping):
+        return "mapping"
+    return "list" if isinstance(shape, list) else "string"
+
+
+def _check_shape(p: ProblemCollector, path: str, value: Any, shape: Any) -> None:
+    """Add a problem where ``value`` does not have the ``shape`` (None counts as unset)."""
+    if value is None:
+        return
+    if isinstance(shape, Mapping):
+        if not isinstance(value, Mapping):
+            p.add(
+                path,
+                f"must be a mapping, got {type(value).__name__}",
+                f"Write {path} as a dict (camelCase keys, as in a Job manifest), or remove it.",
+            )
+            return
+        for key, inner in shape.items():
+            _check_shape(p, f"{path}.{key}", value.get(key), inner)
+    elif isinstance(shape, list):
+        if not isinstance(value, (list, tuple)):
+            p.add(
+                path,
+                f"must be a list, got {type(value).__name__}",
+                f"Write {path} as a list, e.g. [{{...}}], or remove it.",
+            )
+            return
+        for i, item in enumerate(value):
+            _check_shape(p, f"{path}[{i}]", item, shape[0])
+        if path.rsplit(".", 1)[-1] in _NAMED_LISTS:
+            _check_container_names(p, path, value)
+    elif not isinstance(value, str):
+        p.add(path, f"must be a string, got {type(value).__name__} {value!r}", "Quote it.")
+
+
+def _check_container_names(p: ProblemCollector, path: str, items: Any) -> None:
+    """A template container without a name cannot be merged (the merge would drop it)."""
+    for i, item in enumerate(items):
+        if isinstance(item, Mapping) and not item.get("name"):
+            p.add(
+                f"{path}[{i}].name",
+                "is missing",
+                "Name it 'main' (or the container_name) to merge it into kbatch's container, "
+                "or give a sidecar its own name.",
+            )
+
+
 def check_template(spec: StageSpec, p: ProblemCollector) -> None:
     tpl = spec.job_template
     if tpl is None:
@@ -524,6 +641,10 @@ def check_template(spec: StageSpec, p: ProblemCollector) -> None:
             f"must be a dict (a Job manifest), got {type(tpl).__name__}",
             "Pass a camelCase Job dict.",
         )
+        return
+    before = len(p)
+    _check_shape(p, "job_template", tpl, JOB_SHAPE)
+    if len(p) > before:  # the checks below read the template through its shape
         return
     if tpl.get("apiVersion", "batch/v1") != "batch/v1" or tpl.get("kind", "Job") != "Job":
         p.add(
@@ -539,3 +660,40 @@ def check_template(spec: StageSpec, p: ProblemCollector) -> None:
             f"{restart!r} is not allowed for a Job",
             "Remove it (kbatch uses 'Never'), or use 'OnFailure'.",
         )
+
+
+# --------------------------------------------------------------------------- PodOptions
+
+_POD_CHECKS = (
+    check_container,
+    check_env,
+    check_metadata,
+    check_scheduling,
+    check_volumes,
+    check_security,
+    check_json,
+)
+
+
+def pod_options_problems(options: PodOptions) -> list[KbatchSpecError]:
+    """Every problem of :class:`PodOptions`, each field named ``pod.<field>``."""
+    if not isinstance(options, PodOptions):
+        return [
+            KbatchSpecError(
+                "pod",
+                f"must be PodOptions(...), got {type(options).__name__}",
+                "Pass pod=PodOptions(node_selector=..., ...).",
+            )
+        ]
+    probe = StageSpec(image="probe", **options.spec_fields())
+    p = ProblemCollector()
+    for check in _POD_CHECKS:
+        check(probe, p)
+    return [pod_field(err) for err in p.errors]
+
+
+def pod_field(err: KbatchSpecError) -> KbatchSpecError:
+    """``err`` with its field named as a :class:`PodOptions` field (``pod.node_selector[...]``)."""
+    if err.field.startswith("pod."):
+        return err
+    return KbatchSpecError(f"pod.{err.field}", err.problem, err.fix)

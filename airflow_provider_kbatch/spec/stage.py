@@ -12,9 +12,11 @@ the spec, the manifest, logs or XCom.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import InitVar, dataclass, field
+from typing import Any, ClassVar, Literal
 
 CompletionMode = Literal["Indexed", "NonIndexed"]
 FailAction = Literal["FailJob", "FailIndex"]
@@ -83,8 +85,11 @@ class Resources:
     limits: Mapping[str, str | int | float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "requests", dict(self.requests or {}))
-        object.__setattr__(self, "limits", dict(self.limits or {}))
+        # mappings are copied; anything else is kept for validation to report (dict() of a list
+        # of pairs would hide the mistake, dict() of a string would raise a bare ValueError)
+        for kind in ("requests", "limits"):
+            value = getattr(self, kind)
+            object.__setattr__(self, kind, {} if value is None else _dict(value))
 
 
 @dataclass(frozen=True)
@@ -219,3 +224,179 @@ class StageSpec:
     def replace(self, **changes: Any) -> StageSpec:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+
+# --------------------------------------------------------------------------- pod options
+
+
+@dataclass(frozen=True, kw_only=True)
+class PodOptions:
+    """The pod-template details of a stage, one documented and self-validating group (the
+    operator's ``pod=`` argument) instead of a dozen more constructor arguments.
+
+    Every field is the :class:`StageSpec` field of the same name and has its default:
+
+    :param container_name: name of the main container (default ``main``); a ``job_template``
+        container of this name is merged into it.
+    :param working_dir: the main container's working directory.
+    :param image_pull_policy: ``Always``, ``IfNotPresent`` or ``Never``.
+    :param image_pull_secrets: names of the Secrets used to pull the image.
+    :param env_from: every key of a Secret or ConfigMap as variables
+        (:class:`SecretEnvSource`, :class:`ConfigMapEnvSource`).
+    :param volumes: pod volumes (camelCase dicts, e.g. ``{"name": "scratch", "emptyDir": {}}``).
+    :param volume_mounts: mounts of the main container (``{"name": ..., "mountPath": "/data"}``).
+    :param node_selector: node labels the pods must match.
+    :param tolerations: pod tolerations (camelCase dicts).
+    :param service_account_name: the pods' ServiceAccount.
+    :param pod_security: ``restricted`` (default: the restricted Pod Security Standard) or ``none``.
+    :param run_as: user, group and fsGroup under ``restricted`` (:class:`RunAs`).
+    :param check: validate now (default). Values that hold a Jinja template (``{{ ... }}``) are
+        checked after templating instead; the operator checks every value again then.
+
+    Problems raise :class:`~airflow_provider_kbatch.spec.errors.KbatchSpecError` naming the
+    field as ``pod.<field>``. The operator renders the string-valued fields (templated).
+    """
+
+    container_name: str = DEFAULT_CONTAINER_NAME
+    working_dir: str | None = None
+    image_pull_policy: PullPolicy | None = None
+    image_pull_secrets: tuple[str, ...] = ()
+    env_from: tuple[EnvSource, ...] = ()
+    volumes: tuple[Mapping[str, Any], ...] = ()
+    volume_mounts: tuple[Mapping[str, Any], ...] = ()
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    service_account_name: str | None = None
+    pod_security: PodSecurity = "restricted"
+    run_as: RunAs = field(default_factory=RunAs)
+    check: InitVar[bool] = True
+
+    #: the fields the operator renders with Jinja (the others hold objects)
+    templated: ClassVar[tuple[str, ...]] = (
+        "container_name",
+        "working_dir",
+        "image_pull_policy",
+        "image_pull_secrets",
+        "volumes",
+        "volume_mounts",
+        "node_selector",
+        "tolerations",
+        "service_account_name",
+        "pod_security",
+    )
+
+    def __post_init__(self, check: bool) -> None:
+        for name in _TUPLE_FIELDS:
+            if name in _POD_FIELD_NAMES:
+                object.__setattr__(self, name, _tuple(getattr(self, name)))
+        for name in _DICT_FIELDS:
+            if name in _POD_FIELD_NAMES:
+                object.__setattr__(self, name, _dict(getattr(self, name)))
+        if check and not holds_template(self.spec_fields()):
+            self.validate()
+
+    def spec_fields(self) -> dict[str, Any]:
+        """The options as :class:`StageSpec` keyword arguments."""
+        return {name: getattr(self, name) for name in _POD_FIELD_NAMES}
+
+    def rendered(self, render: Callable[[Any], Any]) -> PodOptions:
+        """A copy with every templated field passed through ``render`` (not validated: the
+        operator validates the whole stage after templating)."""
+        changes = {name: render(getattr(self, name)) for name in self.templated}
+        return dataclasses.replace(self, check=False, **changes)
+
+    def problems(self) -> list[Any]:
+        """Every problem of these options (``KbatchSpecError``, fields named ``pod.<field>``)."""
+        from airflow_provider_kbatch.spec.podchecks import pod_options_problems
+
+        return pod_options_problems(self)
+
+    def validate(self) -> None:
+        """Raise ``KbatchSpecError`` (one problem) or ``KbatchSpecErrors`` (several)."""
+        from airflow_provider_kbatch.spec.errors import ProblemCollector
+
+        collected = ProblemCollector()
+        collected.extend(self.problems())
+        collected.raise_if_any()
+
+
+_POD_FIELD_NAMES = (
+    "container_name",
+    "working_dir",
+    "image_pull_policy",
+    "image_pull_secrets",
+    "env_from",
+    "volumes",
+    "volume_mounts",
+    "node_selector",
+    "tolerations",
+    "service_account_name",
+    "pod_security",
+    "run_as",
+)
+
+
+def pod_field_names() -> tuple[str, ...]:
+    """The :class:`StageSpec` fields grouped in :class:`PodOptions`."""
+    return _POD_FIELD_NAMES
+
+
+def holds_template(value: Any) -> bool:
+    """True when ``value`` (or a string nested in it) holds Jinja markup: known after templating."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, Mapping):
+        return any(holds_template(k) or holds_template(v) for k, v in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(holds_template(v) for v in value)
+    return False
+
+
+# --------------------------------------------------------------------------- rendered values
+
+#: Number and flag fields: Jinja renders ``"{{ params.n }}"`` to the *string* ``"6"`` unless the
+#: DAG sets ``render_template_as_native_obj``; :func:`from_rendered` turns such a string back.
+INT_FIELDS = frozenset(
+    {
+        "completions",
+        "parallelism",
+        "backoff_limit",
+        "backoff_limit_per_index",
+        "max_failed_indexes",
+        "active_deadline_seconds",
+        "ttl_seconds_after_finished",
+    }
+)
+FLOAT_FIELDS = frozenset({"min_success_ratio"})
+BOOL_FIELDS = frozenset({"suspend", "ignore_disruptions"})
+INT_LIST_FIELDS = frozenset({"fail_on_exit_codes"})
+_OPTIONAL = frozenset(
+    (INT_FIELDS - {"completions"}) | FLOAT_FIELDS | {"ignore_disruptions"}
+)  # "None" (a rendered None) means unset
+_INT = re.compile(r"[+-]?\d+")
+_BOOLS = {"true": True, "false": False}
+
+
+def from_rendered(name: str, value: Any) -> Any:
+    """``value`` of field ``name`` as the template meant it: ``"6"`` -> 6 for an int field,
+    ``"0.9"`` -> 0.9 for a ratio, ``"True"`` -> True for a flag, ``"None"`` -> None for an
+    optional field, ``["42"]`` -> [42] for exit codes. Anything else is returned unchanged, so
+    validation reports it naming the field (``completions: must be an int, got str 'six'``)."""
+    if name in INT_LIST_FIELDS and isinstance(value, (list, tuple)):
+        return [from_rendered("completions", v) for v in value]
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if name in _OPTIONAL and text == "None":
+        return None
+    if name in INT_FIELDS and _INT.fullmatch(text):
+        return int(text)
+    if name in FLOAT_FIELDS:
+        try:
+            number = float(text)
+        except ValueError:
+            return value
+        return number if math.isfinite(number) else value
+    if name in BOOL_FIELDS and text.lower() in _BOOLS:
+        return _BOOLS[text.lower()]
+    return value

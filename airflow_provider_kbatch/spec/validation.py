@@ -19,6 +19,7 @@ from typing import Any
 
 from airflow_provider_kbatch.spec.errors import KbatchSpecError, ProblemCollector
 from airflow_provider_kbatch.spec.intervals import IndexSet
+from airflow_provider_kbatch.spec.names import is_dns1123_label
 from airflow_provider_kbatch.spec.podchecks import (
     check_container,
     check_env,
@@ -65,6 +66,31 @@ def validate_stage(spec: StageSpec, server_version: tuple[int, int] | None = Non
     p = ProblemCollector()
     p.extend(stage_problems(spec, server_version))
     p.raise_if_any()
+
+
+def validate_server_version(spec: StageSpec, server_version: tuple[int, int]) -> None:
+    """Only the server-version checks of :func:`validate_stage`, for a spec already validated:
+    raise when the cluster would silently drop a field the stage relies on."""
+    p = ProblemCollector()
+    _check_server_version(spec, server_version, p)
+    p.raise_if_any()
+
+
+def namespace_problem(namespace: Any, *, source: str = "") -> KbatchSpecError | None:
+    """The problem with a namespace name (a DNS-1123 label), or None. ``source`` says where the
+    name came from when it was not the ``namespace`` argument (e.g. a connection's extra)."""
+    where = f" ({source})" if source else ""
+    fix = (
+        "Pass namespace='<name>' (lower-case letters, digits and '-', at most 63 characters), "
+        "or namespace=None to use the connection's 'namespace' extra (else 'default')."
+    )
+    if not isinstance(namespace, str):
+        return KbatchSpecError("namespace", f"must be a string, got {type(namespace).__name__}{where}", fix)
+    if not namespace.strip():
+        return KbatchSpecError("namespace", f"is empty (after templating){where}", fix)
+    if not is_dns1123_label(namespace):
+        return KbatchSpecError("namespace", f"{namespace!r} is not a valid namespace name{where}", fix)
+    return None
 
 
 def stage_problems(spec: StageSpec, server_version: tuple[int, int] | None = None) -> list[KbatchSpecError]:
