@@ -23,6 +23,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from airflow_provider_kbatch.spec.times import time_or_none
+
 log = logging.getLogger(__name__)
 
 Kind = Literal["timer", "counter", "gauge"]
@@ -42,22 +44,13 @@ _NOT_STAT = re.compile(r"[^A-Za-z0-9_.-]+")
 _MAX_STAT = 250  # Airflow's stat name limit
 
 
-def _time(value: str | None) -> datetime.datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def _end_time(status: Mapping[str, Any]) -> datetime.datetime | None:
-    end = _time(status.get("completionTime"))
+    end = time_or_none(status.get("completionTime"))
     if end is not None:
         return end
     for cond in status.get("conditions") or ():
         if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
-            return _time(cond.get("lastTransitionTime"))
+            return time_or_none(cond.get("lastTransitionTime"))
     return None
 
 
@@ -75,7 +68,7 @@ def stage_metrics(
     """The figures of one finished attempt, by name without the prefix (pure; see :func:`emit`)."""
     status = (job or {}).get("status") or {}
     figures: dict[str, float] = {}
-    start, end = _time(status.get("startTime")), _end_time(status)
+    start, end = time_or_none(status.get("startTime")), _end_time(status)
     if start is not None and end is not None:
         figures["job.duration"] = (end - start).total_seconds() * 1000
     figures["job.queue_wait"] = float(event.get("queued_seconds") or 0) * 1000

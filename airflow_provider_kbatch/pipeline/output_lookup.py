@@ -8,21 +8,18 @@ says whether one ledger ConfigMap holds it and, if so, what the sensor returns.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_kbatch.pipeline import records as rules
 from airflow_provider_kbatch.pipeline import workspace as ws
+from airflow_provider_kbatch.spec.times import parse_time
 
 
 def normalize_date(value: str) -> str:
     """An ISO date-time (``2026-01-01``, ``2026-01-01 00:00:00+00:00``, ``...Z``) as UTC ISO."""
-    parsed = datetime.datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-    return parsed.astimezone(datetime.timezone.utc).isoformat()
+    return parse_time(str(value)).isoformat()
 
 
 def find_output(
