@@ -3,8 +3,11 @@ operator's synchronous mode (through ``asyncio.run``).
 
 It watches the Job (never polls), reports queueing (``Suspended``), early signals
 (``FailureTarget``, ``SuccessCriteriaMet``) and periodic progress, and streams the logs of all
-the Job's pods into the task log, each line prefixed by its logical index. Whether the Job is
-finished is decided by :func:`airflow_provider_kbatch.status.job_outcome` and nothing else.
+the Job's pods into the task log, each line prefixed by its logical index. Once the Job is
+finished, the logs no live stream delivered (a stage shorter than the wait's start-up) are read
+before the wait returns (:func:`airflow_provider_kbatch.engine.podlogs.read_unstreamed`). Whether
+the Job is finished is decided by :func:`airflow_provider_kbatch.status.job_outcome` and nothing
+else.
 
 No Kubernetes client here: all I/O goes through an ``AsyncKbatchHook``-like object.
 """
@@ -18,22 +21,32 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
+from airflow_provider_kbatch.engine.podlogs import (
+    CONTROLLER_UID_LABEL,
+    JOB_INDEX_KEY,
+    FinalRead,
+    Log,
+    LogBudget,
+    containers_of,
+    log_label,
+    logical_index,
+    read_unstreamed,
+)
 from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.status import JobOutcome, job_outcome, progress_line
 
-
-class Log(Protocol):
-    """What the wait needs of a logger (stdlib ``logging.Logger`` and Airflow's both fit)."""
-
-    def info(self, *args: Any, **kwargs: Any) -> Any: ...
-    def warning(self, *args: Any, **kwargs: Any) -> Any: ...
-    def debug(self, *args: Any, **kwargs: Any) -> Any: ...
-
-
-JOB_INDEX_KEY = "batch.kubernetes.io/job-completion-index"
-CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
+__all__ = [
+    "CONTROLLER_UID_LABEL",
+    "JOB_INDEX_KEY",
+    "Log",
+    "WaitResult",
+    "WaitSettings",
+    "logical_index",
+    "suspended_seconds",
+    "wait_for_job",
+]
 
 
 @dataclass(frozen=True)
@@ -83,15 +96,6 @@ class WaitResult:
             "queued_seconds": round(self.queued_seconds, 3),
             "signals": list(self.signals),
         }
-
-
-def logical_index(pod: dict[str, Any], index_map: IndexSet | None) -> int | None:
-    meta = pod.get("metadata", {})
-    raw = meta.get("labels", {}).get(JOB_INDEX_KEY) or meta.get("annotations", {}).get(JOB_INDEX_KEY)
-    if raw is None or not str(raw).isdigit():
-        return None
-    local = int(raw)
-    return index_map.nth(local) if index_map is not None and local < len(index_map) else local
 
 
 def suspended_seconds(job: dict[str, Any], now: float) -> float:
@@ -144,7 +148,10 @@ class _Watch:
         self.queued_total = 0.0
         self.signals: list[str] = []
         self.pods: dict[str, dict[str, Any]] = {}
+        self.seen: dict[str, dict[str, Any]] = {}  # every pod the watch reported, deleted ones too
         self.streams: dict[str, asyncio.Task[None]] = {}
+        self.streamed: set[tuple[str, str]] = set()  # (pod, container) a live stream delivered lines of
+        self.final_read: FinalRead | None = None
         self.stream_slots = asyncio.Semaphore(max(1, settings.max_log_streams))
         self.explained: set[tuple[Any, Any]] = set()
 
@@ -259,6 +266,7 @@ class _Watch:
             return
         async for kind, pod in self.hook.watch_pods(self.namespace, f"{CONTROLLER_UID_LABEL}={uid}"):
             pod_name = pod.get("metadata", {}).get("name", "")
+            self.seen[pod_name] = pod
             if kind == "DELETED":
                 self.pods.pop(pod_name, None)
                 continue
@@ -273,14 +281,12 @@ class _Watch:
 
     async def stream(self, pod: dict[str, Any]) -> None:
         pod_name = pod["metadata"]["name"]
-        index = logical_index(pod, self.index_map)
-        prefix = f"[index {index}]" if index is not None else f"[{pod_name}]"
-        containers = [c["name"] for c in pod.get("spec", {}).get("containers", [])]
         async with self.stream_slots:
-            for container in containers:
-                label = prefix if len(containers) == 1 else f"{prefix}[{container}]"
+            for container in containers_of(pod):
+                label = log_label(pod, container, self.index_map)
                 try:
                     async for line in self.hook.stream_pod_log(self.namespace, pod_name, container):
+                        self.streamed.add((pod_name, container))
                         self.log.info("%s %s", label, line)
                 except asyncio.CancelledError:
                     raise
@@ -291,6 +297,30 @@ class _Watch:
         pending = [t for t in self.streams.values() if not t.done()]
         if pending:
             await asyncio.wait(pending, timeout=self.settings.log_drain_seconds)
+
+    async def read_the_rest(self, pod_watch: asyncio.Task[Any]) -> None:
+        """After the Job finished: stop the pod watch and the streams still open (what they
+        delivered counts as streamed), then read the logs no stream delivered."""
+        if not self.settings.stream_logs or self.result is None or self.result.status != "finished":
+            return
+        uid = (self.job or {}).get("metadata", {}).get("uid")
+        if not uid:
+            return
+        stopping = [pod_watch, *self.streams.values()]
+        for task in stopping:
+            task.cancel()
+        await asyncio.gather(*stopping, return_exceptions=True)
+        self.final_read = await read_unstreamed(
+            self.hook,
+            self.namespace,
+            self.name,
+            uid,
+            streamed=self.streamed,
+            seen=self.seen,
+            index_map=self.index_map,
+            log=self.log,
+            budget=LogBudget(concurrency=max(1, self.settings.max_log_streams)),
+        )
 
 
 async def wait_for_job(
@@ -329,6 +359,7 @@ async def wait_for_job(
             error = tasks[0].exception()
             raise error or RuntimeError(f"the watch of job {namespace}/{name} ended without an outcome")
         await watch.drain_streams()
+        await watch.read_the_rest(tasks[2])
         watch.report_progress()
     finally:
         for task in [*tasks, *watch.streams.values()]:

@@ -15,10 +15,19 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import pytest
+from kubernetes import client
 
-from airflow_provider_kbatch.engine.waiter import WaitResult, WaitSettings, suspended_seconds, wait_for_job
-from airflow_provider_kbatch.errors import JobDeleted
+from airflow_provider_kbatch.engine.waiter import (
+    CONTROLLER_UID_LABEL,
+    JOB_INDEX_KEY,
+    WaitResult,
+    WaitSettings,
+    suspended_seconds,
+    wait_for_job,
+)
+from airflow_provider_kbatch.errors import JobDeleted, NotFound
 from airflow_provider_kbatch.spec.intervals import IndexSet
+from tests.unit.hooks.fakes import to_dict
 
 NS, NAME, UID = "batch", "kb-etl-ingest-0123456789-g1", "uid-1"
 
@@ -69,13 +78,18 @@ Script = list[Any]  # dict: yield it; int/float: sleep; BaseException: raise it
 
 
 class FakeHook:
+    """``listed``: what ``list_pods`` returns (the pods the API server holds when asked);
+    ``logs``: pod name -> its lines (or an exception ``read_pod_log`` raises; ``None`` blocks)."""
+
     def __init__(
         self,
         job_script: Script,
         pod_script: Script | None = None,
-        logs: dict[str, list[str]] | None = None,
+        logs: dict[str, Any] | None = None,
+        listed: list[dict[str, Any]] | None = None,
     ) -> None:
         self.job_script, self.pod_script, self.logs = job_script, pod_script or [], logs or {}
+        self.listed = listed or []
         self.calls: list[tuple[Any, ...]] = []
         self.closed: list[str] = []
 
@@ -105,6 +119,36 @@ class FakeHook:
         self.calls.append(("stream_pod_log", namespace, pod, container))
         for line in self.logs.get(pod, []):
             yield line
+
+    async def list_pods(self, namespace: str, label_selector: str | None = None, **kw: Any) -> Any:
+        self.calls.append(("list_pods", namespace, label_selector))
+        return [p for p in self.listed if _matches(p, label_selector)]
+
+    async def read_pod_log(
+        self,
+        namespace: str,
+        pod: str,
+        container: str | None = None,
+        *,
+        tail_lines: int | None = None,
+        limit_bytes: int | None = None,
+        **kw: Any,
+    ) -> str:
+        """Like the API server: the last ``tail_lines`` lines, then at most ``limit_bytes`` of them."""
+        self.calls.append(("read_pod_log", namespace, pod, container, tail_lines, limit_bytes))
+        lines = self.logs.get(pod, [])
+        if lines is None:
+            await asyncio.Event().wait()
+        if isinstance(lines, BaseException):
+            raise lines
+        text = "".join(f"{line}\n" for line in lines[-tail_lines if tail_lines else 0 :])
+        return text.encode()[:limit_bytes].decode() if limit_bytes else text
+
+
+def _matches(obj: dict[str, Any], selector: str | None) -> bool:
+    labels = obj.get("metadata", {}).get("labels") or {}
+    pairs = [term.split("=", 1) for term in (selector or "").split(",") if term]
+    return all(labels.get(k) == v for k, v in pairs)
 
 
 class EndingHook(FakeHook):
@@ -563,3 +607,178 @@ def test_a_pending_pod_is_explained_once_from_its_warning_events() -> None:
         "2 node(s) didn't match Pod's node affinity/selector."
     ]
     assert ("list_events", NS, "involvedObject.name=p0") in hook.calls
+
+
+# --------------------------------------------------------------------------- logs no stream delivered
+
+
+def k8s_pod(
+    name: str,
+    index: int,
+    phase: str = "Succeeded",
+    *,
+    owner: str = UID,
+    containers: tuple[str, ...] = ("main",),
+    started: bool = True,
+) -> dict[str, Any]:
+    """A pod of the Job as the API server sends it (built from the real model): the Job
+    controller's labels and its controller owner reference."""
+    state = client.V1ContainerState(terminated=client.V1ContainerStateTerminated(exit_code=0))
+    return to_dict(
+        client.V1Pod(
+            metadata=client.V1ObjectMeta(
+                name=name,
+                namespace=NS,
+                labels={JOB_INDEX_KEY: str(index), CONTROLLER_UID_LABEL: owner, "job-name": NAME},
+                owner_references=[
+                    client.V1OwnerReference(
+                        api_version="batch/v1", kind="Job", name=NAME, uid=owner, controller=True
+                    )
+                ],
+            ),
+            spec=client.V1PodSpec(
+                restart_policy="Never",
+                containers=[client.V1Container(name=c, image="python") for c in containers],
+            ),
+            status=client.V1PodStatus(
+                phase=phase,
+                container_statuses=[
+                    client.V1ContainerStatus(
+                        name=c, image="python", image_id="", ready=False, restart_count=0, state=state
+                    )
+                    for c in containers
+                ]
+                if started
+                else None,
+            ),
+        )
+    )
+
+
+COMPLETE_3 = job(
+    succeeded=3, completedIndexes="0-2", completions=3, conditions=(("Complete", "CompletionsReached"),)
+)
+
+
+def index_lines(log: RecordingLog) -> list[str]:
+    return [m for m in log.messages("info") if m.startswith("[index")]
+
+
+@pytest.mark.parametrize(
+    ("index_map", "logical"),
+    [pytest.param(None, [0, 1, 2], id="first-attempt"), pytest.param("3,5-6", [3, 5, 6], id="resumed")],
+)
+def test_a_job_finished_before_the_pod_watch_listed_still_logs_every_index(
+    index_map: str | None, logical: list[int]
+) -> None:
+    """A real triggerer starts the trigger ~2 s after the deferral: a sub-second stage is finished
+    at the first listing and the pod watch never reports a pod. Every index's log still reaches
+    the task log, before the wait returns; a pod that only carries the selector is not read."""
+    pods = [k8s_pod(f"p-{i}", i) for i in (2, 0, 1)]
+    foreign = k8s_pod("impostor", 0, owner="another-uid")
+    foreign["metadata"]["labels"][CONTROLLER_UID_LABEL] = UID  # a copied label is not ownership
+    logs = {f"p-{i}": [f"hello from {i}", "bye"] for i in range(3)} | {"impostor": ["not ours"]}
+    hook = FakeHook([COMPLETE_3], [30], logs=logs, listed=[*pods, foreign])
+    log = RecordingLog()
+    imap = IndexSet.parse(index_map) if index_map else None
+    result = run(wait(hook, log, index_map=imap))
+
+    assert result.status == "finished" and result.outcome is not None and result.outcome.succeeded
+    assert index_lines(log) == [
+        line for i in logical for line in (f"[index {i}] hello from {logical.index(i)}", f"[index {i}] bye")
+    ], "every index, in index order, each pod's lines together"
+    assert ("list_pods", NS, f"{CONTROLLER_UID_LABEL}={UID}") in hook.calls
+    reads = [c for c in hook.calls if c[0] == "read_pod_log"]
+    assert reads == [("read_pod_log", NS, f"p-{i}", "main", 200, 64 * 1024) for i in range(3)]
+    assert log.having("6 lines of 3 container logs read after it finished")
+    assert not log.having("not ours")
+    assert log.messages()[-1].endswith("3/3 done, 0 failed, 0 running; complete"), "progress line last"
+
+
+def test_streamed_logs_are_not_repeated_and_unreadable_pods_are_named_once() -> None:
+    streamed = k8s_pod("p-0", 0, "Running")
+    deleted = k8s_pod("p-4", 4, "Running")
+    hook = FakeHook(
+        [job(active=5, completions=5), 1, job(succeeded=4, failed=1, completions=5,
+         completedIndexes="0-2,4", failedIndexes="3", conditions=(("Failed", "FailedIndexes"),))],
+        [("ADDED", streamed), ("ADDED", deleted), ("DELETED", deleted)],
+        logs={
+            "p-0": ["streamed live"],
+            "p-1": ["only read at the end"],
+            "p-2": NotFound(404, "NotFound", 'pods "p-2" not found', []),
+            "p-4": [],  # its stream delivered nothing before the pod went away
+        },
+        listed=[
+            k8s_pod("p-0", 0),
+            k8s_pod("p-1", 1, "Failed", containers=("main", "sidecar")),
+            k8s_pod("p-2", 2),
+            k8s_pod("p-3", 3, "Pending", started=False),
+        ],
+    )  # fmt: skip
+    log = RecordingLog()
+    run(wait(hook, log))
+
+    assert index_lines(log) == [
+        "[index 0] streamed live",
+        "[index 1][main] only read at the end",
+        "[index 1][sidecar] only read at the end",
+    ]
+    reads = sorted((c[2], c[3]) for c in hook.calls if c[0] == "read_pod_log")
+    assert reads == [("p-1", "main"), ("p-1", "sidecar"), ("p-2", "main")], "p-0 was streamed: not read again"
+    assert log.messages("warning") == [
+        f"job {NAME}: the log of pod p-2 (index 2) cannot be read: the pod is gone",
+        f"job {NAME}: the log of pod p-3 (index 3) cannot be read: it never started",
+        f"job {NAME}: the log of pod p-4 (index 4) cannot be read: the pod was deleted",
+    ]
+
+
+def test_the_read_after_the_end_is_bounded_per_container_and_in_total() -> None:
+    long = [f"line {n:04d} " + "x" * 400 for n in range(1000)]  # 200 lines are more than 64 KiB
+    pods = [k8s_pod(f"p-{i:02d}", i) for i in range(40)]
+    hook = FakeHook(
+        [job(succeeded=40, completions=40, completedIndexes="0-39", conditions=(("Complete", "x"),))],
+        logs={p["metadata"]["name"]: long for p in pods} | {"p-00": ["short", "log"]},
+        listed=pods,
+    )
+    log = RecordingLog()
+    run(wait(hook, log))
+
+    reads = [c for c in hook.calls if c[0] == "read_pod_log"]
+    assert all(c[4] == 200 and c[5] == 64 * 1024 for c in reads)
+    # 2 MiB in all: the short log, then 31 more capped at 64 KiB (a read reserves 64 KiB)
+    assert len(reads) == 32
+    assert [m for m in index_lines(log) if m.startswith("[index 0] ")] == ["[index 0] short", "[index 0] log"]
+    shown = [m for m in index_lines(log) if m.startswith("[index 1] ")]
+    assert shown[0].startswith("[index 1] (the last ") and "kubectl logs -n batch p-01 -c main" in shown[0]
+    assert sum(len(m) + 1 for m in index_lines(log)) < 2 * 1024 * 1024 + 32 * 200
+    assert log.having("8 more container logs not read (2048 KiB read after the job finished is the limit)")
+
+
+def test_a_log_read_that_hangs_does_not_hold_the_event() -> None:
+    hook = FakeHook([COMPLETE_3], logs={"p-0": ["a"], "p-1": None, "p-2": ["c"]}, listed=[
+        k8s_pod(f"p-{i}", i) for i in range(3)])  # fmt: skip
+
+    async def waiting(loop: VirtualTimeLoop) -> float:
+        await wait(hook, log)(loop)
+        return loop.time() - START
+
+    log = RecordingLog()
+    took = run(waiting)
+    assert took == pytest.approx(30.0), "the read after the end is bounded in time"
+    assert index_lines(log) == ["[index 0] a", "[index 2] c"]
+    assert log.messages("warning") == [
+        f"job {NAME}: the log of pod p-1 (index 1) cannot be read: not read within 30s"
+    ]
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["stream_logs-off", "deleted"],
+)
+def test_no_read_after_the_end_without_streaming_or_without_an_outcome(case: str) -> None:
+    last = job(active=3, completions=3)
+    script = [COMPLETE_3] if case == "stream_logs-off" else [last, 1, JobDeleted(NS, NAME, last)]
+    hook = FakeHook(script, logs={"p-0": ["x"]}, listed=[k8s_pod("p-0", 0)])
+    settings = WaitSettings(progress_interval=3600, stream_logs=case != "stream_logs-off")
+    run(wait(hook, RecordingLog(), settings=settings))
+    assert not [c for c in hook.calls if c[0] in ("list_pods", "read_pod_log")]

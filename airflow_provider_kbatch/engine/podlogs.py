@@ -1,0 +1,271 @@
+"""Pod logs in the task log: the index prefix, and the logs no live stream delivered.
+
+The waiter follows each pod's log while the Job runs. A stage shorter than the wait's start-up
+finishes before the pod watch has listed anything (a real triggerer picks a trigger up about 2 s
+after the deferral; a resumed attempt runs one short index), and its task log got no
+``[index N]`` line at all. So once the Job is finished, and before the wait reports it,
+:func:`read_unstreamed` lists the Job's pods by its ``controller-uid`` selector, keeps those whose
+controller owner reference is the Job's uid, and reads the tail of every container log that no
+live stream delivered a line of: the last :attr:`LogBudget.tail_lines` lines or
+:attr:`LogBudget.tail_bytes` bytes per container, :attr:`LogBudget.total_bytes` in all, within
+:attr:`LogBudget.seconds`. Logs already streamed are not repeated; a pod whose log cannot be read
+any more (deleted, never started) is named once.
+
+No Kubernetes client here: the hook's ``list_pods`` and ``read_pod_log`` do the I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from airflow_provider_kbatch.errors import NotFound, PodLogNotReady
+from airflow_provider_kbatch.spec.intervals import IndexSet
+
+JOB_INDEX_KEY = "batch.kubernetes.io/job-completion-index"
+CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
+
+
+class Log(Protocol):
+    """What logging needs of a logger (stdlib ``logging.Logger`` and Airflow's both fit)."""
+
+    def info(self, *args: Any, **kwargs: Any) -> Any: ...
+    def warning(self, *args: Any, **kwargs: Any) -> Any: ...
+    def debug(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class LogBudget:
+    """Bounds of the read after the Job finished (the event waits for it)."""
+
+    tail_lines: int = 200
+    tail_bytes: int = 64 * 1024
+    total_bytes: int = 2 * 1024 * 1024
+    seconds: float = 30.0
+    concurrency: int = 8
+
+
+@dataclass
+class FinalRead:
+    """What :func:`read_unstreamed` did (for tests and the summary line)."""
+
+    read: list[tuple[str, str]] = field(default_factory=list)  # (pod, container) read
+    lines: int = 0
+    unreadable: dict[str, str] = field(default_factory=dict)  # pod -> why, named once
+    over_budget: list[tuple[str, str]] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)  # matched the selector, not owned by the Job
+
+
+def logical_index(pod: Mapping[str, Any], index_map: IndexSet | None) -> int | None:
+    """The logical index a pod runs: its completion index mapped through the Job's index map."""
+    meta = pod.get("metadata") or {}
+    raw = (meta.get("labels") or {}).get(JOB_INDEX_KEY) or (meta.get("annotations") or {}).get(JOB_INDEX_KEY)
+    if raw is None or not str(raw).isdigit():
+        return None
+    local = int(raw)
+    return index_map.nth(local) if index_map is not None and local < len(index_map) else local
+
+
+def containers_of(pod: Mapping[str, Any]) -> list[str]:
+    return [c["name"] for c in (pod.get("spec") or {}).get("containers") or () if c.get("name")]
+
+
+def log_label(pod: Mapping[str, Any], container: str, index_map: IndexSet | None) -> str:
+    """``[index N]`` (``[index N][container]`` for a pod of several containers), or the pod's name
+    when it has no index."""
+    index = logical_index(pod, index_map)
+    prefix = f"[index {index}]" if index is not None else f"[{(pod.get('metadata') or {}).get('name', '')}]"
+    return prefix if len(containers_of(pod)) <= 1 else f"{prefix}[{container}]"
+
+
+def owned_by(pod: Mapping[str, Any], uid: str) -> bool:
+    """The pod's controller owner reference is the object with ``uid`` (a selector match is not
+    proof: labels can be copied)."""
+    refs = (pod.get("metadata") or {}).get("ownerReferences") or ()
+    return any(ref.get("uid") == uid and ref.get("controller") for ref in refs)
+
+
+def _never_started(pod: Mapping[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    if status.get("phase") not in (None, "Pending"):
+        return False
+    states = [s.get("state") or {} for s in status.get("containerStatuses") or ()]
+    return not any("running" in s or "terminated" in s for s in states)
+
+
+def _order(pod: Mapping[str, Any], index_map: IndexSet | None) -> tuple[int, str, str]:
+    index = logical_index(pod, index_map)
+    meta = pod.get("metadata") or {}
+    return (index if index is not None else -1, meta.get("creationTimestamp") or "", meta.get("name", ""))
+
+
+def _why(err: BaseException) -> str:
+    if isinstance(err, NotFound):
+        return "the pod is gone"
+    if isinstance(err, PodLogNotReady):
+        return "its container never started"
+    return str(err) or type(err).__name__
+
+
+async def read_unstreamed(
+    hook: Any,
+    namespace: str,
+    job_name: str,
+    job_uid: str,
+    *,
+    streamed: Iterable[tuple[str, str]],
+    seen: Mapping[str, Mapping[str, Any]],
+    index_map: IndexSet | None,
+    log: Log,
+    budget: LogBudget | None = None,
+) -> FinalRead:
+    """Read the tails of the finished Job's container logs that no live stream delivered.
+
+    ``streamed`` holds the (pod, container) pairs a live stream delivered lines of; ``seen`` the
+    pods the pod watch saw (a pod seen but no longer listed was deleted: named, not read). Lines
+    go to ``log`` in index order, each with its :func:`log_label`; never raises but
+    ``CancelledError``.
+    """
+    limits = budget or LogBudget()
+    done = set(streamed)
+    outcome = FinalRead()
+    try:
+        listed = await hook.list_pods(namespace, f"{CONTROLLER_UID_LABEL}={job_uid}")
+    except asyncio.CancelledError:
+        raise
+    except Exception as err:  # logs are best effort: the outcome is what matters
+        log.warning("job %s: could not list its pods to read their logs: %s", job_name, err)
+        return outcome
+    pods = [p for p in listed if owned_by(p, job_uid)]
+    outcome.foreign = [p["metadata"]["name"] for p in listed if not owned_by(p, job_uid)]
+    if outcome.foreign:
+        log.debug("job %s: pods %s carry its selector but another owner", job_name, outcome.foreign)
+    names = {p["metadata"]["name"] for p in pods}
+    for name, pod in seen.items():
+        if name not in names and any((name, c) not in done for c in containers_of(pod)):
+            outcome.unreadable[name] = "the pod was deleted"
+    wanted: list[tuple[dict[str, Any], str]] = []
+    for pod in sorted(pods, key=lambda p: _order(p, index_map)):
+        name = pod["metadata"]["name"]
+        todo = [c for c in containers_of(pod) if (name, c) not in done]
+        if todo and _never_started(pod):
+            outcome.unreadable[name] = "it never started"
+        elif todo:
+            wanted.extend((pod, c) for c in todo)
+    texts = await _read_all(hook, namespace, wanted, limits, outcome)
+    known = {**seen, **{p["metadata"]["name"]: p for p in pods}}
+    _emit(job_name, job_uid, namespace, wanted, texts, index_map, limits, outcome, log, known)
+    return outcome
+
+
+async def _read_all(
+    hook: Any,
+    namespace: str,
+    wanted: list[tuple[dict[str, Any], str]],
+    limits: LogBudget,
+    outcome: FinalRead,
+) -> dict[tuple[str, str], str | BaseException]:
+    """Read the wanted logs, ``concurrency`` at a time, in order, each reserving ``tail_bytes`` of
+    the total budget before it starts (the total is never exceeded)."""
+    texts: dict[tuple[str, str], str | BaseException] = {}
+    slots = asyncio.Semaphore(max(1, limits.concurrency))
+    committed = 0  # bytes read, plus tail_bytes for every read under way
+
+    async def read(pod: str, container: str) -> None:
+        nonlocal committed
+        async with slots:
+            if committed + limits.tail_bytes > limits.total_bytes:
+                outcome.over_budget.append((pod, container))
+                return
+            committed += limits.tail_bytes
+            try:
+                text = await hook.read_pod_log(
+                    namespace, pod, container, tail_lines=limits.tail_lines, limit_bytes=limits.tail_bytes
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                texts[(pod, container)] = err
+                committed -= limits.tail_bytes
+                return
+            texts[(pod, container)] = text
+            committed -= limits.tail_bytes - min(limits.tail_bytes, len(text.encode("utf-8", "replace")))
+
+    tasks = [asyncio.ensure_future(read(p["metadata"]["name"], c)) for p, c in wanted]
+    if not tasks:
+        return texts
+    try:
+        _, late = await asyncio.wait(tasks, timeout=limits.seconds)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for pod, container in ((p["metadata"]["name"], c) for p, c in wanted):
+        if late and (pod, container) not in texts and (pod, container) not in outcome.over_budget:
+            texts[(pod, container)] = TimeoutError(f"not read within {limits.seconds:.0f}s")
+    return texts
+
+
+def _emit(
+    job_name: str,
+    job_uid: str,
+    namespace: str,
+    wanted: list[tuple[dict[str, Any], str]],
+    texts: Mapping[tuple[str, str], str | BaseException],
+    index_map: IndexSet | None,
+    limits: LogBudget,
+    outcome: FinalRead,
+    log: Log,
+    known: Mapping[str, Mapping[str, Any]],
+) -> None:
+    for pod, container in wanted:
+        name = pod["metadata"]["name"]
+        text = texts.get((name, container))
+        if isinstance(text, BaseException):
+            outcome.unreadable.setdefault(name, _why(text))
+            continue
+        if text is None:
+            continue
+        outcome.read.append((name, container))
+        lines = text.splitlines()
+        label = log_label(pod, container, index_map)
+        if len(lines) >= limits.tail_lines or len(text.encode("utf-8", "replace")) >= limits.tail_bytes:
+            log.info(
+                "%s (the last %d lines of %s/%s only; kubectl logs -n %s %s -c %s for all)",
+                label,
+                len(lines),
+                name,
+                container,
+                namespace,
+                name,
+                container,
+            )
+        for line in lines:
+            log.info("%s %s", label, line)
+        outcome.lines += len(lines)
+    if outcome.read:
+        log.info(
+            "job %s: %d lines of %d container logs read after it finished (not streamed live)",
+            job_name,
+            outcome.lines,
+            len(outcome.read),
+        )
+    for name, why in sorted(
+        outcome.unreadable.items(), key=lambda item: _order(known.get(item[0], {}), index_map)
+    ):
+        index = logical_index(known.get(name, {}), index_map)
+        where = f" (index {index})" if index is not None else ""
+        log.warning("job %s: the log of pod %s%s cannot be read: %s", job_name, name, where, why)
+    if outcome.over_budget:
+        log.warning(
+            "job %s: %d more container logs not read (%d KiB read after the job finished is the limit); "
+            "kubectl logs -n %s -l %s=%s",
+            job_name,
+            len(outcome.over_budget),
+            limits.total_bytes // 1024,
+            namespace,
+            CONTROLLER_UID_LABEL,
+            job_uid,
+        )
