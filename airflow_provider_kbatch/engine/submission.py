@@ -4,7 +4,8 @@
 the ledger says completed, and the desired spec hash, it decides to adopt a Job, create one (and
 which indexes it runs), or do nothing because every index already completed. :func:`submit`
 carries the plan out through a hook (no Kubernetes client here) and handles the create race:
-a 409 is read back and adopted when it is ours.
+a 409 is read back and adopted when it is ours. :func:`remove_superseded` deletes the earlier
+attempts' Jobs once an attempt succeeded and the run ledger holds what they did.
 """
 
 from __future__ import annotations
@@ -13,13 +14,17 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from airflow_provider_kbatch.errors import KbatchError
+from airflow_provider_kbatch.engine import ledger
+from airflow_provider_kbatch.errors import KbatchApiError, KbatchError
 from airflow_provider_kbatch.spec.intervals import IndexSet, map_local
 from airflow_provider_kbatch.spec.names import (
     ANNOTATION_INDEX_MAP,
     ANNOTATION_SPEC_HASH,
     JobIdentity,
+    identity_from_annotations,
     job_name,
+    same_task_instance,
+    selector_for,
 )
 from airflow_provider_kbatch.status import job_outcome
 
@@ -170,3 +175,67 @@ def submit(
             f"job {namespace}/{name} exists but was not created for this task instance and spec "
             "(labels or kbatch.io/spec-hash differ); delete it or change the task"
         ) from exists
+
+
+def remove_superseded(
+    hook: Any, namespace: str, identity: JobIdentity, succeeded: dict[str, Any], *, log: Any = log
+) -> list[str]:
+    """Delete (foreground: pods first) the finished Jobs of earlier attempts of this task instance
+    once ``succeeded`` -- a Job of it that completed -- made them history. Returns the names deleted.
+
+    A resume leaves the failed attempt's Job (``Failed 5/6``) beside the resumed one
+    (``Complete 1/1``): it alarms whoever reads ``kubectl get jobs`` and keeps its pods, and
+    nothing needs it any more. A Job is removed only when all of this holds, else kept and said why:
+
+    * its annotations name this task instance (labels are sanitised hashes; annotations are exact);
+    * it is finished and of an earlier generation than ``succeeded``;
+    * the run ledger recorded the end of its attempt (job name and uid) and, under the stage's
+      current spec, every index it completed: the ledger, not the Job, is what a later resume reads.
+      Its failure message (exit codes, reasons, last log lines) is already in that try's task log.
+
+    Best effort: an API error is logged and the Job kept (the stage succeeded either way).
+    """
+    meta = succeeded.get("metadata") or {}
+    if not job_outcome(succeeded).succeeded:
+        return []
+    record = ledger.read_stage(hook, namespace, identity)
+    if record is None:
+        return []
+    ended = {(a.job, a.uid) for a in record.attempts if a.ended is not None}
+    removed: list[str] = []
+    for job in sorted(hook.list_jobs(namespace, selector_for(identity)), key=job_generation):
+        name, uid = job["metadata"]["name"], job["metadata"].get("uid")
+        if uid == meta.get("uid") or not same_task_instance(
+            identity_from_annotations(_annotations(job)), identity
+        ):
+            continue
+        outcome = job_outcome(job)
+        why_kept = None
+        if not outcome.finished:
+            why_kept = "it has not finished"
+        elif job_generation(job) >= job_generation(succeeded):
+            why_kept = f"it is not older than {meta.get('name')}"
+        elif (name, uid) not in ended:
+            why_kept = "the run ledger has no record of its end"
+        elif _annotations(job).get(ANNOTATION_SPEC_HASH) == record.spec_hash and not map_local(
+            outcome.completed, job_index_map(job)
+        ).issubset(record.completed):
+            why_kept = "the run ledger lacks indexes it completed"
+        if why_kept:
+            log.info("job %s/%s of an earlier attempt kept: %s", namespace, name, why_kept)
+            continue
+        try:
+            hook.delete_job(namespace, name, propagation="Foreground")
+        except KbatchApiError as err:
+            log.warning("could not delete superseded job %s/%s: %s", namespace, name, err)
+            continue
+        removed.append(name)
+        log.info(
+            "deleted job %s/%s and its pods: attempt %d (%s) is superseded by %s; its record stays in the run ledger",
+            namespace,
+            name,
+            job_generation(job),
+            outcome.reason or ("complete" if outcome.succeeded else "failed"),
+            meta.get("name"),
+        )
+    return removed

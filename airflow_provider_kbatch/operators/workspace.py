@@ -1,4 +1,5 @@
-"""KbatchWorkspaceCleanupOperator: delete a DAG run's workspace claim once the run succeeded.
+"""KbatchWorkspaceCleanupOperator: free a DAG run's storage once the run succeeded -- its finished
+Jobs (and so their pods, which keep the claim ``Terminating`` until their TTL), then its claim.
 
 ``Workspace(create=True, retention="delete_on_success")`` means: the claim lives as long as the
 run needs it and is deleted by this operator, placed after every stage::
@@ -12,6 +13,14 @@ retry of its stages finds its inputs. The deletion is recorded in the run ledger
 that runs later in this run gets a claim of the next generation, never the deleted one, and a
 consumer whose input was on the deleted claim fails fast naming it.
 ``retention="retain"`` and existing claims (``claim_name=``) are never deleted.
+
+A claim is only gone once no pod mounts it (the ``pvc-protection`` finalizer), and a completed
+pod lives as long as its Job (``ttl_seconds_after_finished``, a day by default). So the operator
+first deletes the run's finished kbatch Jobs with their pods (found by the run's labels, checked
+by the DAG and run ids in their annotations; a running Job is never deleted, and one of this run
+that mounts the claim makes the cleanup fail retryably before anything is deleted), then the
+claim, and waits up to ``claim_wait_seconds`` until the claim object is gone
+(:func:`airflow_provider_kbatch.engine.cleanup.free_workspace`).
 """
 
 from __future__ import annotations
@@ -49,7 +58,8 @@ def unfinished_tasks(task_states: Mapping[str, Any], run_id: str, own_task_id: s
 
 
 class KbatchWorkspaceCleanupOperator(KbatchConnected, BaseOperator):
-    """Delete the run's provider-created workspace claim (``retention="delete_on_success"``).
+    """Delete the run's finished kbatch Jobs and its provider-created workspace claim
+    (``retention="delete_on_success"``), and wait until the claim is gone.
 
     Returns the name of the claim deleted, or ``None``.
 
@@ -57,6 +67,8 @@ class KbatchWorkspaceCleanupOperator(KbatchConnected, BaseOperator):
     :param namespace: namespace of the claim and of the run ledger (templated).
     :param check_run: also ask Airflow for the states of the run's other tasks and keep the claim
         when one did not succeed (the trigger rule only sees direct upstream tasks).
+    :param claim_wait_seconds: how long to wait for the claim to be gone after its deletion; the
+        task fails (retryably, naming the pods that still mount it) when it is not.
     """
 
     template_fields: Sequence[str] = ("namespace",)
@@ -71,6 +83,7 @@ class KbatchWorkspaceCleanupOperator(KbatchConnected, BaseOperator):
         cluster_context: str | None = None,
         config_file: str | None = None,
         check_run: bool = True,
+        claim_wait_seconds: float = 120.0,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("trigger_rule", "all_success")
@@ -81,6 +94,7 @@ class KbatchWorkspaceCleanupOperator(KbatchConnected, BaseOperator):
         self.cluster_context = cluster_context
         self.config_file = config_file
         self.check_run = check_run
+        self.claim_wait_seconds = claim_wait_seconds
 
     def _others_unfinished(self, context: Context) -> list[str]:
         ti = context["ti"]
@@ -92,7 +106,8 @@ class KbatchWorkspaceCleanupOperator(KbatchConnected, BaseOperator):
         return unfinished_tasks(states, ti.run_id, ti.task_id)
 
     def execute(self, context: Context) -> str | None:
-        from airflow_provider_kbatch.engine import storage
+        from airflow_provider_kbatch.engine import cleanup
+        from airflow_provider_kbatch.glue.errors import airflow_errors
 
         if not self.workspace.provisioned:
             self.log.info("workspace claim %s is not the provider's: kept", self.workspace.claim_name)
@@ -107,4 +122,13 @@ class KbatchWorkspaceCleanupOperator(KbatchConnected, BaseOperator):
                 return None
         ti = context["ti"]
         identity = JobIdentity(dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id)
-        return storage.delete_workspace(self.hook, self.namespace, identity, self.workspace, self.log)
+        with airflow_errors():  # a claim of another run: final; a claim still in use: retryable
+            report = cleanup.free_workspace(
+                self.hook,
+                self.namespace,
+                identity,
+                self.workspace,
+                self.log,
+                wait_seconds=self.claim_wait_seconds,
+            )
+        return report.claim
