@@ -246,11 +246,16 @@ VERSION_CALL = ApiCall("VersionApi", "get_code")
 
 
 def config_map_body(
-    name: str, data: Mapping[str, str], labels: Mapping[str, str] | None = None
+    name: str,
+    data: Mapping[str, str],
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     metadata: dict[str, Any] = {"name": name}
     if labels:
         metadata["labels"] = dict(labels)
+    if annotations:
+        metadata["annotations"] = dict(annotations)
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": dict(data)}
 
 
@@ -450,12 +455,18 @@ def replace_config_map(namespace: str, body: Mapping[str, Any]) -> Proc[dict[str
     return (yield replace_call("ConfigMap", namespace, metadata["name"], body))  # type: ignore[no-any-return]
 
 
+def _missing(wanted: Mapping[str, str] | None, present: Mapping[str, str] | None) -> dict[str, str]:
+    return {k: v for k, v in (wanted or {}).items() if (present or {}).get(k) != v}
+
+
 def update_config_map_cas(
     namespace: str,
     name: str,
     mutate: Callable[[dict[str, str]], dict[str, str]],
     *,
     labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    check: Callable[[Mapping[str, Any]], None] | None = None,
     max_attempts: int = 30,
     backoff: RetryPolicy | None = None,
 ) -> Proc[dict[str, str]]:
@@ -465,8 +476,10 @@ def update_config_map_cas(
     the pure ``mutate`` to a fresh copy of ``data``, replace with the ``resourceVersion`` read; on
     409 (another writer won) or 404 (deleted meanwhile) start again from a fresh read, after a short
     jittered pause. ``mutate`` may run several times and must depend only on its argument.
-    ``labels`` are set on creation and added if missing on update. Raises :class:`Conflict` after
-    ``max_attempts`` lost races.
+    ``labels`` and ``annotations`` are set on creation and added if missing on update. ``check``,
+    when given, is called with every ConfigMap read before ``mutate`` (the object, camelCase): it
+    raises to refuse an object that is not the caller's, and nothing is written. Raises
+    :class:`Conflict` after ``max_attempts`` lost races.
     """
     pause = backoff or CAS_BACKOFF
     for attempt in range(1, max_attempts + 1):
@@ -474,23 +487,28 @@ def update_config_map_cas(
             yield Sleep(pause.backoff(attempt - 1))
         current = yield from get("ConfigMap", namespace, name)
         if current is None:
-            body = config_map_body(name, mutate({}), labels)
+            body = config_map_body(name, mutate({}), labels, annotations)
             try:
                 created = yield create_call("ConfigMap", namespace, body)
             except AlreadyExists:
                 continue
             return dict(created.get("data") or {})
+        if check is not None:
+            check(current)
         data = dict(current.get("data") or {})
         new_data = mutate(dict(data))
         metadata = current.get("metadata") or {}
-        missing_labels = {
-            k: v for k, v in (labels or {}).items() if (metadata.get("labels") or {}).get(k) != v
-        }
-        if new_data == data and not missing_labels:
+        missing_labels = _missing(labels, metadata.get("labels"))
+        missing_annotations = _missing(annotations, metadata.get("annotations"))
+        if new_data == data and not missing_labels and not missing_annotations:
             return data
         body = {
             **current,
-            "metadata": {**metadata, "labels": {**(metadata.get("labels") or {}), **missing_labels}},
+            "metadata": {
+                **metadata,
+                "labels": {**(metadata.get("labels") or {}), **missing_labels},
+                "annotations": {**(metadata.get("annotations") or {}), **missing_annotations},
+            },
             "data": dict(new_data),
         }
         try:
@@ -498,6 +516,55 @@ def update_config_map_cas(
         except (Conflict, NotFound):
             continue
         return dict(replaced.get("data") or {})
+    raise Conflict(
+        409, "Conflict", f"configmap {namespace}/{name}: gave up after {max_attempts} conflicting writes"
+    )
+
+
+def put_config_map(
+    namespace: str, body: Mapping[str, Any], *, max_attempts: int = 30, backoff: RetryPolicy | None = None
+) -> Proc[dict[str, Any]]:
+    """Create the ConfigMap ``body``, or make the existing one of that name hold it: its ``data``
+    replaced, ``body``'s labels and annotations added, ``body``'s ``ownerReferences`` set (when
+    given). Idempotent; an existing object that already matches is not written. Returns the object.
+    Lost races (409 on replace, 404) start again after a jittered pause; :class:`Conflict` after
+    ``max_attempts``."""
+    pause = backoff or CAS_BACKOFF
+    metadata = body.get("metadata") or {}
+    name = metadata["name"]
+    for attempt in range(1, max_attempts + 1):
+        if attempt > 1:
+            yield Sleep(pause.backoff(attempt - 1))
+        try:
+            return (yield create_call("ConfigMap", namespace, body))  # type: ignore[no-any-return]
+        except AlreadyExists:
+            pass
+        current = yield from get("ConfigMap", namespace, name)
+        if current is None:
+            continue
+        meta = current.get("metadata") or {}
+        labels = _missing(metadata.get("labels"), meta.get("labels"))
+        annotations = _missing(metadata.get("annotations"), meta.get("annotations"))
+        owners = metadata.get("ownerReferences") or meta.get("ownerReferences")
+        data = dict(body.get("data") or {})
+        same_data = (current.get("data") or {}) == data
+        if same_data and not labels and not annotations and owners == meta.get("ownerReferences"):
+            return current
+        new_meta = {
+            **meta,
+            "labels": {**(meta.get("labels") or {}), **labels},
+            "annotations": {**(meta.get("annotations") or {}), **annotations},
+        }
+        if owners:
+            new_meta["ownerReferences"] = owners
+        try:
+            return (  # type: ignore[no-any-return]
+                yield replace_call(
+                    "ConfigMap", namespace, name, {**current, "metadata": new_meta, "data": data}
+                )
+            )
+        except (Conflict, NotFound):
+            continue
     raise Conflict(
         409, "Conflict", f"configmap {namespace}/{name}: gave up after {max_attempts} conflicting writes"
     )

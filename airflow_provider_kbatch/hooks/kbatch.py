@@ -279,15 +279,28 @@ class KbatchHook(_HookBase):
         mutate: Mutate,
         *,
         labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+        check: Callable[[Mapping[str, Any]], None] | None = None,
         max_attempts: int = 30,
     ) -> dict[str, str]:
         """Compare-and-swap update of a ConfigMap's data with the pure ``mutate``; returns the data
         written. See :func:`airflow_provider_kbatch.hooks.calls.update_config_map_cas`."""
         return self._run(
             calls.update_config_map_cas(
-                self._ns(namespace), name, mutate, labels=labels, max_attempts=max_attempts
+                self._ns(namespace),
+                name,
+                mutate,
+                labels=labels,
+                annotations=annotations,
+                check=check,
+                max_attempts=max_attempts,
             )
         )
+
+    def put_config_map(self, namespace: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create the ConfigMap, or make the existing one hold ``body``'s data (idempotent). See
+        :func:`airflow_provider_kbatch.hooks.calls.put_config_map`."""
+        return self._run(calls.put_config_map(self._ns(namespace), body))
 
     # --- PersistentVolumeClaims (workspace) -------------------------------------------------------
 
@@ -502,12 +515,25 @@ class AsyncKbatchHook(_HookBase):
         mutate: Mutate,
         *,
         labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+        check: Callable[[Mapping[str, Any]], None] | None = None,
         max_attempts: int = 30,
     ) -> dict[str, str]:
         ns = await self._ns(namespace)
         return await self._run(
-            calls.update_config_map_cas(ns, name, mutate, labels=labels, max_attempts=max_attempts)
+            calls.update_config_map_cas(
+                ns,
+                name,
+                mutate,
+                labels=labels,
+                annotations=annotations,
+                check=check,
+                max_attempts=max_attempts,
+            )
         )
+
+    async def put_config_map(self, namespace: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self._run(calls.put_config_map(await self._ns(namespace), body))
 
     # --- watches and streams ----------------------------------------------------------------------
 
