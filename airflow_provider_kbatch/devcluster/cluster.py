@@ -17,47 +17,29 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_kbatch.devcluster.bootstrap import STORAGE_CLASS, bootstrap
 from airflow_provider_kbatch.devcluster.build import cache_root, ensure_binaries, kubernetes_version
+from airflow_provider_kbatch.devcluster.components import (
+    COMPONENTS,
+    DEVCLUSTER_ID_ENV,
+    admin_kubeconfig,
+    component_command,
+)
 from airflow_provider_kbatch.devcluster.pki import ensure_pki
 from airflow_provider_kbatch.devcluster.ports import free_ports
 
 log = logging.getLogger(__name__)
 
-# Start order; ``down`` stops in reverse.
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node")
-CONTROLLERS = (
-    "job-controller",
-    "cronjob-controller",
-    "ttl-after-finished-controller",
-    "garbage-collector-controller",
-    "namespace-controller",
-    "serviceaccount-controller",
-    "serviceaccount-token-controller",
-    "root-ca-certificate-publisher-controller",
-    "pod-garbage-collector-controller",
-    "disruption-controller",
-    "persistentvolume-binder-controller",
-    "persistentvolumeclaim-protection-controller",
-    "persistentvolume-protection-controller",
-    "replicaset-controller",
-    "deployment-controller",
-    "endpointslice-controller",
-    "resourcequota-controller",
-)
-STORAGE_CLASS = "kbatch-local"
-PROVISIONER = "kbatch.io/process-node"
-DEVCLUSTER_ID_ENV = "KBATCH_DEVCLUSTER_ID"
-FAST_BACKOFF_ENV = "KBATCH_DEV_JOB_POD_FAILURE_BACKOFF"
+# Kept here for the harness's users (benchmarks/run.py imports COMPONENTS from this module).
+__all__ = ["COMPONENTS", "STORAGE_CLASS", "DevCluster", "DevClusterError", "default_state_dir"]
 
 
 class DevClusterError(RuntimeError):
@@ -187,7 +169,7 @@ class DevCluster:
                     self._wait(lambda: self._port_open(state["ports"]["etcd"]), "etcd", 30)
                 if component == "kube-apiserver":
                     self._wait(self._ready_quick, "kube-apiserver /readyz", 90)
-                    self._bootstrap()
+                    bootstrap(self.kubeconfig)
             deadline = max(10.0, wait_seconds - (time.monotonic() - started))
             self._wait(self._nodes_ready, "node Ready and default service account", deadline)
         except BaseException:
@@ -254,85 +236,23 @@ class DevCluster:
         tokens.write_text(f'{state["token"]},admin,admin,"system:masters"\n')
         tokens.chmod(0o600)
         server = f"https://127.0.0.1:{state['ports']['kube-apiserver']}"
-        import base64
-
-        ca_data = base64.b64encode(pki["ca_cert"].read_bytes()).decode()
-        kubeconfig = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {"name": "kbatch-dev", "cluster": {"server": server, "certificate-authority-data": ca_data}}
-            ],
-            "users": [{"name": "admin", "user": {"token": state["token"]}}],
-            "contexts": [{"name": "kbatch-dev", "context": {"cluster": "kbatch-dev", "user": "admin"}}],
-            "current-context": "kbatch-dev",
-        }
+        kubeconfig = admin_kubeconfig(server, pki["ca_cert"].read_bytes(), state["token"])
         self.kubeconfig.write_text(json.dumps(kubeconfig, indent=2))
         self.kubeconfig.chmod(0o600)
 
     def _command(self, component: str) -> tuple[list[str], dict[str, str]]:
-        state = self._load()
-        ports = state["ports"]
-        pki = self.state_dir / "pki"
-        binary = str(Path(state["bin_dir"]) / "kbatch-k8s")
-        env = dict(os.environ)
-        d = self.state_dir
-        if component == "etcd":
-            client = f"http://127.0.0.1:{ports['etcd']}"
-            peer = f"http://127.0.0.1:{ports['etcd-peer']}"
-            return [
-                binary, "etcd", "--name=kbatch", f"--data-dir={d / 'etcd'}",
-                f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
-                f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-                f"--initial-cluster=kbatch={peer}", "--unsafe-no-fsync", "--log-level=warn",
-            ], env  # fmt: skip
-        if component == "kube-apiserver":
-            return [
-                binary, "kube-apiserver",
-                f"--etcd-servers=http://127.0.0.1:{ports['etcd']}",
-                "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-                f"--secure-port={ports['kube-apiserver']}",
-                f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
-                f"--client-ca-file={pki / 'ca.crt'}", f"--token-auth-file={pki / 'tokens.csv'}",
-                "--authorization-mode=RBAC",
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                f"--service-account-key-file={pki / 'sa.pub'}",
-                f"--service-account-signing-key-file={pki / 'sa.key'}",
-                "--api-audiences=https://kubernetes.default.svc.cluster.local",
-                "--service-cluster-ip-range=10.96.0.0/16",
-                "--kubelet-preferred-address-types=InternalIP",
-                "--enable-priority-and-fairness=false", "--profiling=false",
-                f"--cert-dir={d / 'apiserver-certs'}", "--v=1",
-            ], env  # fmt: skip
-        if component == "kube-controller-manager":
-            if state.get("fast_job_backoff"):
-                env[FAST_BACKOFF_ENV] = state["fast_job_backoff"]
-            return [
-                binary, "kube-controller-manager", f"--kubeconfig={self.kubeconfig}",
-                "--leader-elect=false", f"--controllers={','.join(CONTROLLERS)}",
-                f"--service-account-private-key-file={pki / 'sa.key'}", f"--root-ca-file={pki / 'ca.crt'}",
-                "--bind-address=127.0.0.1", f"--secure-port={ports['kube-controller-manager']}",
-                "--profiling=false", "--v=1",
-            ], env  # fmt: skip
-        if component == "kube-scheduler":
-            return [
-                binary, "kube-scheduler", f"--kubeconfig={self.kubeconfig}", "--leader-elect=false",
-                "--bind-address=127.0.0.1", f"--secure-port={ports['kube-scheduler']}",
-                "--profiling=false", "--v=1",
-            ], env  # fmt: skip
-        if component == "node":
-            env[DEVCLUSTER_ID_ENV] = state["id"]
-            cmd = [
-                sys.executable, "-m", "airflow_provider_kbatch.devcluster.node",
-                f"--kubeconfig={self.kubeconfig}", f"--state-dir={self.node_state_dir}",
-                f"--kubelet-port={ports['kubelet']}", f"--cpu={self.node_cpu}", f"--memory={self.node_memory}",
-            ]  # fmt: skip
-            if state.get("fast_job_backoff"):
-                cmd.append("--restart-backoff=1")  # OnFailure container restarts, like the Job backoff
-            for name in state["nodes"]:
-                cmd.append(f"--node-name={name}")
-            return cmd, env
-        raise DevClusterError(f"unknown component {component!r}; known: {', '.join(COMPONENTS)}")
+        if component not in COMPONENTS:
+            raise DevClusterError(f"unknown component {component!r}; known: {', '.join(COMPONENTS)}")
+        return component_command(
+            component,
+            self._load(),
+            state_dir=self.state_dir,
+            kubeconfig=self.kubeconfig,
+            node_state_dir=self.node_state_dir,
+            node_cpu=self.node_cpu,
+            node_memory=self.node_memory,
+            environ=os.environ,
+        )
 
     def _start(self, component: str) -> None:
         cmd, env = self._command(component)
@@ -443,40 +363,3 @@ class DevCluster:
             return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no log)"
-
-    def _bootstrap(self) -> None:
-        """Objects every dev cluster has: the default StorageClass of the process node, priority classes."""
-        from kubernetes import client, config
-
-        api = config.new_client_from_config(config_file=str(self.kubeconfig))
-        try:
-            storage = client.StorageV1Api(api)
-            body = {
-                "apiVersion": "storage.k8s.io/v1",
-                "kind": "StorageClass",
-                "metadata": {
-                    "name": STORAGE_CLASS,
-                    "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
-                },
-                "provisioner": PROVISIONER,
-                "reclaimPolicy": "Delete",
-                "volumeBindingMode": "Immediate",
-            }
-            _create_ignoring_conflict(lambda: storage.create_storage_class(body))
-            scheduling = client.SchedulingV1Api(api)
-            for name, value in (("kbatch-low", 100), ("kbatch-high", 1000)):
-                pc = {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-                      "metadata": {"name": name}, "value": value}  # fmt: skip
-                _create_ignoring_conflict(partial(scheduling.create_priority_class, pc))
-        finally:
-            api.close()
-
-
-def _create_ignoring_conflict(create: Callable[[], object]) -> None:
-    from kubernetes.client.exceptions import ApiException
-
-    try:
-        create()
-    except ApiException as err:
-        if err.status != 409:
-            raise

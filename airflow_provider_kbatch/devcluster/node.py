@@ -4,7 +4,7 @@
 --node-name kbatch-node-0 [--node-name ...] --kubelet-port P [--cpu 8 --memory 16Gi --pods 110]``
 
 Registers each Node (capacity, ``Ready``, InternalIP 127.0.0.1, the kubelet port) and renews its
-Lease in ``kube-node-lease``; watches the pods bound to its nodes and runs every container as a
+Lease in ``kube-node-lease`` (``processnode.nodeapi``); watches the pods bound to its nodes and runs every container as a
 local process (see ``processnode.pods``); provisions ``kbatch.io/process-node`` volumes; serves
 ``/containerLogs`` over HTTPS on 127.0.0.1; takes fault-injection requests on ``D/node.sock``.
 SIGTERM stops every container (reported ``Failed``, reason ``Terminated``), marks the Nodes not
@@ -38,26 +38,22 @@ import contextlib
 import json
 import logging
 import os
-import platform
-import shutil
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-from airflow_provider_kbatch.devcluster.processnode.kubeapi import (
-    MERGE_PATCH,
-    STRATEGIC_PATCH,
-    ApiError,
-    Informer,
-    KubeClient,
-    q,
+from airflow_provider_kbatch.devcluster.processnode.containers import NodeContext
+from airflow_provider_kbatch.devcluster.processnode.host import (
+    base_env,
+    host_tools,
+    micro_time,
+    node_object,
+    service_env,
 )
-from airflow_provider_kbatch.devcluster.processnode.launch import Tools
-from airflow_provider_kbatch.devcluster.processnode.pods import NodeContext, PodWorker
-from airflow_provider_kbatch.devcluster.processnode.podstatus import rfc3339
+from airflow_provider_kbatch.devcluster.processnode.kubeapi import ApiError, Informer, KubeClient
+from airflow_provider_kbatch.devcluster.processnode.nodeapi import NodeApi
+from airflow_provider_kbatch.devcluster.processnode.pods import PodWorker
 from airflow_provider_kbatch.devcluster.processnode.procs import MemoryWatch, sweep_pid_files
 from airflow_provider_kbatch.devcluster.processnode.provisioner import Provisioner
 from airflow_provider_kbatch.devcluster.processnode.server import (
@@ -66,6 +62,9 @@ from airflow_provider_kbatch.devcluster.processnode.server import (
     KubeletServer,
     ensure_serving_cert,
 )
+
+# Re-exported: the Node object and the container environment lived here before processnode.host.
+__all__ = ["ProcessNode", "base_env", "host_tools", "main", "micro_time", "node_object", "service_env"]
 
 log = logging.getLogger("kbatch.node")
 
@@ -76,12 +75,8 @@ WARNING = (
     "can load the project's interpreter. The kubelet endpoint listens on 127.0.0.1 only, "
     "without authentication."
 )
-LEASE_SECONDS = 40
-LEASE_RENEW_SECONDS = 10
-STATUS_SECONDS = 30
 SHUTDOWN_GRACE = 5.0
 SHUTDOWN_TIMEOUT = 15.0
-NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -111,139 +106,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _arch() -> str:
-    machine = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
-
-
-def _read(path: str, default: str = "") -> str:
-    try:
-        return Path(path).read_text().strip()
-    except OSError:
-        return default
-
-
-def _os_image() -> str:
-    for line in _read("/etc/os-release").splitlines():
-        if line.startswith("PRETTY_NAME="):
-            return line.split("=", 1)[1].strip('"')
-    return "Linux"
-
-
-def micro_time(ts: float) -> str:
-    """``metav1.MicroTime``."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e6):06d}Z"
-
-
-def node_object(name: str, capacity: dict[str, str], port: int, version: str) -> dict[str, Any]:
-    """The Node as the kubelet registers it (pure)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "labels": {
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": _arch(),
-                "beta.kubernetes.io/os": "linux",
-                "beta.kubernetes.io/arch": _arch(),
-                "kbatch.io/process-node": "true",
-            },
-        },
-        "spec": {},
-        "status": node_status(name, capacity, port, version, ready=True, now=time.time()),
-    }
-
-
-def node_status(
-    name: str, capacity: dict[str, str], port: int, version: str, *, ready: bool, now: float
-) -> dict[str, Any]:
-    stamp = rfc3339(now)
-
-    def cond(kind: str, ok: bool, reason: str, message: str) -> dict[str, Any]:
-        return {
-            "type": kind,
-            "status": "True" if ok else "False",
-            "reason": reason,
-            "message": message,
-            "lastHeartbeatTime": stamp,
-            "lastTransitionTime": stamp,
-        }
-
-    return {
-        "capacity": dict(capacity),
-        "allocatable": dict(capacity),
-        "conditions": [
-            cond("MemoryPressure", False, "KubeletHasSufficientMemory", "process node"),
-            cond("DiskPressure", False, "KubeletHasNoDiskPressure", "process node"),
-            cond("PIDPressure", False, "KubeletHasSufficientPID", "process node"),
-            cond(
-                "Ready",
-                ready,
-                "KubeletReady" if ready else "KubeletNotReady",
-                "kbatch process node is posting ready status" if ready else "kbatch process node stopped",
-            ),
-        ],
-        "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": name}],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
-        "nodeInfo": {
-            "machineID": _read("/etc/machine-id"),
-            "systemUUID": _read("/sys/class/dmi/id/product_uuid"),
-            "bootID": _read("/proc/sys/kernel/random/boot_id"),
-            "kernelVersion": platform.release(),
-            "osImage": _os_image(),
-            "containerRuntimeVersion": "kbatch-process-node://0.1.0",
-            "kubeletVersion": version,
-            "kubeProxyVersion": "",
-            "operatingSystem": "linux",
-            "architecture": _arch(),
-        },
-    }
-
-
-def service_env(server: str) -> dict[str, str]:
-    """``KUBERNETES_SERVICE_*`` pointing at the real API server (no service network here)."""
-    url = urlparse(server)
-    host, port = url.hostname or "127.0.0.1", str(url.port or 443)
-    return {
-        "KUBERNETES_SERVICE_HOST": host,
-        "KUBERNETES_SERVICE_PORT": port,
-        "KUBERNETES_SERVICE_PORT_HTTPS": port,
-        "KUBERNETES_PORT": f"tcp://{host}:{port}",
-    }
-
-
-def base_env() -> dict[str, str]:
-    """What every container starts from: the node's PATH with its own interpreter first."""
-    bindir = os.path.dirname(sys.executable)
-    path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
-    if path.split(os.pathsep)[0] != bindir:
-        path = bindir + os.pathsep + path
-    env = {"PATH": path}
-    if os.environ.get("KBATCH_DEVCLUSTER_ID"):
-        env["KBATCH_DEVCLUSTER_ID"] = os.environ["KBATCH_DEVCLUSTER_ID"]
-    return env
-
-
-def host_tools() -> Tools:
-    def which(name: str) -> str:
-        found = shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin:" + os.environ.get("PATH", ""))
-        if not found:
-            raise SystemExit(f"kbatch process node: {name} not found; it is needed to start containers")
-        return found
-
-    return Tools(
-        unshare=which("unshare"),
-        sh=which("sh"),
-        mount=which("mount"),
-        mkdir=which("mkdir"),
-        hostname=shutil.which("hostname"),
-        setpriv=which("setpriv"),
-        as_root=os.geteuid() == 0,
-    )
-
-
 class ProcessNode:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -257,8 +119,7 @@ class ProcessNode:
         }
         self.workers: dict[str, PodWorker] = {}
         self.by_name: dict[tuple[str, str], str] = {}
-        self.node_uids: dict[str, str] = {}
-        self.version = "v0.0.0"
+        self.nodes: list[NodeApi] = []
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ registry (servers)
@@ -282,7 +143,9 @@ class ProcessNode:
         if killed:
             log.warning("killed %d processes left behind by a previous run", killed)
         self.client = await KubeClient.from_kubeconfig(self.args.kubeconfig)
-        self.version = str((await self.client.get("/version")).get("gitVersion", self.version))
+        version = str((await self.client.get("/version")).get("gitVersion", "v0.0.0"))
+        port = self.args.kubelet_port
+        self.nodes = [NodeApi(self.client, name, self.capacity, port, version) for name in self.names]
         self.ctx = NodeContext(
             client=self.client,
             state_dir=self.state_dir,
@@ -305,17 +168,17 @@ class ProcessNode:
         control = ControlServer(self, self.state_dir / SOCKET_NAME)
         await kubelet.start()
         await control.start()
-        for name in self.names:
-            await self._register(name)
+        for node in self.nodes:
+            await node.register()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         self._spawn(self.ctx.memory.run())
         self._spawn(Provisioner(self.client, self.state_dir / "volumes").run())
-        for name in self.names:
-            self._spawn(self._heartbeat(name))
-            informer = Informer(self.client, "/api/v1/pods", {"fieldSelector": f"spec.nodeName={name}"})
+        for node in self.nodes:
+            self._spawn(node.heartbeat())
+            informer = Informer(self.client, "/api/v1/pods", {"fieldSelector": f"spec.nodeName={node.name}"})
             self._spawn(informer.run(self._pod_event))
         self._write_info()
         log.info("nodes %s ready (kubelet port %d)", ", ".join(self.names), self.args.kubelet_port)
@@ -340,89 +203,6 @@ class ProcessNode:
             "nodes": self.names,
         }
         (self.state_dir / "node.json").write_text(json.dumps(info, indent=2))
-
-    # ------------------------------------------------------------------ nodes
-    async def _register(self, name: str) -> None:
-        body = node_object(name, self.capacity, self.args.kubelet_port, self.version)
-        try:
-            node = await self.client.request("POST", "/api/v1/nodes", body=body)
-            log.info("registered node %s", name)
-        except ApiError as err:
-            if err.status != 409:
-                raise
-            node = await self.client.request(
-                "PATCH",
-                f"/api/v1/nodes/{q(name)}",
-                body={"metadata": {"labels": body["metadata"]["labels"]}},
-                content_type=MERGE_PATCH,
-            )
-            log.info("node %s was registered before; updating it", name)
-        self.node_uids[name] = node["metadata"]["uid"]
-        await self._post_status(name, ready=True)
-        await self._set_not_ready_taint(name, present=False)
-        await self._renew_lease(name)
-
-    async def _set_not_ready_taint(self, name: str, *, present: bool) -> None:
-        """Add or remove ``node.kubernetes.io/not-ready:NoSchedule``.
-
-        The TaintNodesByCondition admission plugin taints every new Node; the node lifecycle
-        controller lifts it once the node is Ready. The dev cluster does not run that controller,
-        so the process node does it for its own Nodes (and taints them again when it stops).
-        """
-        node = await self.client.get(f"/api/v1/nodes/{q(name)}")
-        taints = [t for t in node["spec"].get("taints") or [] if t.get("key") != NOT_READY_TAINT["key"]]
-        if present:
-            taints.append(dict(NOT_READY_TAINT))
-        if taints == (node["spec"].get("taints") or []):
-            return
-        body = {
-            "metadata": {"resourceVersion": node["metadata"]["resourceVersion"]},
-            "spec": {"taints": taints},
-        }
-        await self.client.request("PATCH", f"/api/v1/nodes/{q(name)}", body=body, content_type=MERGE_PATCH)
-
-    async def _post_status(self, name: str, *, ready: bool) -> None:
-        status = node_status(
-            name, self.capacity, self.args.kubelet_port, self.version, ready=ready, now=time.time()
-        )
-        await self.client.request(
-            "PATCH", f"/api/v1/nodes/{q(name)}/status", body={"status": status}, content_type=STRATEGIC_PATCH
-        )
-
-    async def _renew_lease(self, name: str) -> None:
-        path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{q(name)}"
-        spec = {
-            "holderIdentity": name,
-            "leaseDurationSeconds": LEASE_SECONDS,
-            "renewTime": micro_time(time.time()),
-        }
-        try:
-            await self.client.request("PATCH", path, body={"spec": spec}, content_type=MERGE_PATCH)
-        except ApiError as err:
-            if err.status != 404:
-                raise
-            owner = {"apiVersion": "v1", "kind": "Node", "name": name, "uid": self.node_uids[name]}
-            lease = {
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "metadata": {"name": name, "namespace": "kube-node-lease", "ownerReferences": [owner]},
-                "spec": spec,
-            }
-            await self.client.request(
-                "POST", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", body=lease
-            )
-
-    async def _heartbeat(self, name: str) -> None:
-        last_status = time.monotonic()
-        while True:
-            await asyncio.sleep(LEASE_RENEW_SECONDS)
-            try:
-                await self._renew_lease(name)
-                if time.monotonic() - last_status >= STATUS_SECONDS:
-                    await self._post_status(name, ready=True)
-                    last_status = time.monotonic()
-            except ApiError as err:
-                log.warning("heartbeat of node %s failed: %s", name, err)
 
     # ------------------------------------------------------------------ pods
     async def _pod_event(self, kind: str, pod: dict[str, Any]) -> None:
@@ -466,10 +246,10 @@ class ProcessNode:
             worker.request_stop("shutdown", SHUTDOWN_GRACE)
         if active:
             await asyncio.wait([asyncio.create_task(w.done.wait()) for w in active], timeout=SHUTDOWN_TIMEOUT)
-        for name in self.names:
+        for node in self.nodes:
             with contextlib.suppress(ApiError, asyncio.TimeoutError):
-                await asyncio.wait_for(self._post_status(name, ready=False), timeout=3)
-                await asyncio.wait_for(self._set_not_ready_taint(name, present=True), timeout=3)
+                await asyncio.wait_for(node.post_status(ready=False), timeout=3)
+                await asyncio.wait_for(node.set_not_ready_taint(present=True), timeout=3)
         await control.stop()
         await kubelet.stop()
         for task in list(self._tasks):

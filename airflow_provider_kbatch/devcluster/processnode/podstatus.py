@@ -272,3 +272,44 @@ class Backoff:
         delay = self._next.get(key, self.initial)
         self._next[key] = min(delay * 2, self.cap)
         return delay
+
+
+def should_restart(container: ContainerState, restart_policy: str) -> bool:
+    """Whether a container that ended runs again: a sidecar always, an init container after a
+    failure unless ``Never``, a regular one as ``restartPolicy`` says."""
+    if container.sidecar:
+        return True
+    if container.terminated is None:
+        return False
+    failed = container.terminated.exit_code != 0
+    if container.init:
+        return failed and restart_policy != "Never"
+    return restart_policy == "Always" or (restart_policy == "OnFailure" and failed)
+
+
+def reported_states(status: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ``state`` a pod ``status`` reports for each of its containers (init ones too), by name."""
+    statuses = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+    return {s["name"]: s.get("state") or {} for s in statuses}
+
+
+def lost_container(reported: Mapping[str, Any], now: float) -> Terminated:
+    """A container the node finds reported in ``reported`` (its last ``state``) after a restart of
+    the node: a termination stays as reported; anything else was killed with the node."""
+    done = reported.get("terminated")
+    if done:
+        return Terminated(
+            int(done.get("exitCode", 0)),
+            done.get("reason") or "",
+            parse_rfc3339(done["startedAt"]) if done.get("startedAt") else 0,
+            parse_rfc3339(done["finishedAt"]) if done.get("finishedAt") else now,
+            message=done.get("message") or "",
+        )
+    started = (reported.get("running") or {}).get("startedAt")
+    return Terminated(
+        137,
+        "Error",
+        parse_rfc3339(started) if started else 0,
+        now,
+        message="the process node restarted; the container's processes were killed",
+    )

@@ -7,8 +7,11 @@ from airflow_provider_kbatch.devcluster.processnode.podstatus import (
     ContainerState,
     Terminated,
     exit_code_of,
+    lost_container,
     pod_conditions,
     pod_phase,
+    reported_states,
+    should_restart,
     stamp_conditions,
     termination_message,
 )
@@ -118,3 +121,48 @@ def test_backoff_doubles_to_cap() -> None:
     backoff = Backoff(initial=1, cap=5)
     assert [backoff.next_delay("c") for _ in range(5)] == [1, 2, 4, 5, 5]
     assert backoff.next_delay("other") == 1
+
+
+@pytest.mark.parametrize(
+    ("container", "policy", "again"),
+    [
+        (exited(1), "Never", False),
+        (exited(1), "OnFailure", True),
+        (exited(0), "OnFailure", False),
+        (exited(0), "Always", True),
+        (exited(1, init=True), "Never", False),
+        (exited(1, init=True), "Always", True),
+        (exited(0, init=True), "Always", False),
+        (ContainerState("s", init=True, sidecar=True), "Never", True),
+        (running(), "Always", False),  # not ended
+    ],
+)
+def test_should_restart(container: ContainerState, policy: str, again: bool) -> None:
+    assert should_restart(container, policy) is again
+
+
+def test_a_node_restart_keeps_reported_terminations_and_kills_the_rest() -> None:
+    status = {
+        "initContainerStatuses": [
+            {
+                "name": "init",
+                "state": {
+                    "terminated": {
+                        "exitCode": 0,
+                        "reason": "Completed",
+                        "startedAt": "2030-01-01T00:00:00Z",
+                        "finishedAt": "2030-01-01T00:00:05Z",
+                    }
+                },
+            },
+        ],  # fmt: skip
+        "containerStatuses": [{"name": "main", "state": {"running": {"startedAt": "2030-01-01T00:00:06Z"}}}],
+    }
+    reported = reported_states(status)
+    assert sorted(reported) == ["init", "main"]
+    init = lost_container(reported["init"], now=2e9)
+    assert (init.exit_code, init.reason, init.finished_at - init.started_at) == (0, "Completed", 5.0)
+    main = lost_container(reported["main"], now=2e9)
+    assert (main.exit_code, main.reason, main.finished_at) == (137, "Error", 2e9)
+    assert "restarted" in main.message
+    assert lost_container({}, now=2e9).started_at == 0
