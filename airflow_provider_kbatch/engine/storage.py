@@ -1,8 +1,11 @@
 """The workspace seen from the operator: check inputs, find or create the run's claim, record it.
 
-Thin I/O around the pure rules in :mod:`airflow_provider_kbatch.pipeline.workspace` (naming, layout, pod
-wiring, the ledger's workspace record) and :mod:`airflow_provider_kbatch.pipeline.handoff` (the input and
-contract check). Every write to the ledger goes through the hook's compare-and-swap loop.
+Thin I/O around the pure rules in :mod:`airflow_provider_kbatch.pipeline.workspace` (naming,
+layout, pod wiring), :mod:`airflow_provider_kbatch.pipeline.records` (the ledger's workspace
+record) and :mod:`airflow_provider_kbatch.pipeline.handoff` (the input and contract check). Every
+ledger read and write goes through :mod:`airflow_provider_kbatch.engine.ledger` (the hook's
+compare-and-swap loop, the ledger's identity check and its size budget); a ledger that cannot be
+used raises :class:`WorkspaceError`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from airflow_provider_kbatch.engine import ledger
 from airflow_provider_kbatch.engine.waiter import Log
 from airflow_provider_kbatch.errors import KbatchError
 from airflow_provider_kbatch.pipeline import handoff
@@ -36,20 +40,20 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _ledger(identity: JobIdentity) -> tuple[str, dict[str, str]]:
-    return rules.ledger_name(identity.dag_id, identity.run_id), rules.ledger_labels(
-        identity.dag_id, identity.run_id
-    )
-
-
 def read_ledger(hook: Any, namespace: str, dag_id: str, run_id: str) -> dict[str, str]:
-    config_map = hook.get_config_map(namespace, rules.ledger_name(dag_id, run_id))
-    return dict((config_map or {}).get("data") or {})
+    """The run ledger's data, identity checked (:func:`airflow_provider_kbatch.engine.ledger.read`)."""
+    try:
+        return ledger.read(hook, namespace, dag_id, run_id)
+    except rules.LedgerError as err:
+        raise WorkspaceError(str(err)) from err
 
 
 def _update(hook: Any, namespace: str, identity: JobIdentity, mutate: Any) -> dict[str, str]:
-    name, labels = _ledger(identity)
-    return dict(hook.update_config_map_cas(namespace, name, mutate, labels=labels))
+    """Every workspace-record write: identity checked and size bounded like the stage records'."""
+    try:
+        return ledger.write(hook, namespace, identity.dag_id, identity.run_id, mutate)
+    except rules.LedgerError as err:
+        raise WorkspaceError(str(err)) from err
 
 
 @dataclass(frozen=True)

@@ -1,32 +1,65 @@
-"""The run ledger: record schema and pure merge rules (the I/O and the CAS loop live in hooks).
+"""The run ledger: record schemas and pure merge rules (the I/O and the CAS loop live in engine/hooks).
 
 One ConfigMap per DAG run (:func:`ledger_name`, :func:`ledger_labels`) holds one JSON *stage
-record* per task instance under ``data[stage_key(task_id, map_index)]``. Every update is a pure
-function ``(data, key, ...) -> new data``: it never mutates its input and touches only ``key``,
-so the hook's compare-and-swap loop (read, apply, replace with ``resourceVersion``, on 409 re-read
-and re-apply) can re-apply it to a fresh copy. Re-applying an update that already landed changes
-nothing (transitions are appended only when the state changes, attempts are keyed by Job name
-and uid, index sets are merged by union, ``ended`` keeps its first value).
+record* per task instance under ``data[stage_key(task_id, map_index)]`` and the run's *workspace
+record* under ``data[WORKSPACE_KEY]``. Every update is a pure function ``(data, key, ...) -> new
+data``: it never mutates its input and touches only its key, so the hook's compare-and-swap loop
+(read, apply, replace with ``resourceVersion``, on 409 re-read and re-apply) can re-apply it to a
+fresh copy. Re-applying an update that already landed changes nothing (transitions are appended
+only when the state changes, attempts are keyed by Job name and uid, index sets are merged by
+union, ``ended`` keeps its first value).
 
-Stage record, schema version 1 (JSON, compact, sorted keys)::
+Identity: the ConfigMap's annotations (:func:`ledger_annotations`) carry the full dag id, run id
+and :data:`SCHEMA_VERSION`; they are written when the ledger is created (and added to a ledger an
+older provider created without them). Whoever finds a ledger by name checks them
+(:func:`check_ledger`, :func:`ledger_data`): the name holds only a hash of the ids, and a
+collision must never mix two runs.
+
+Both record kinds share one :data:`SCHEMA_VERSION`. Stage record (JSON, compact, sorted keys)::
 
     {"schema_version": 1, "task_id": str|null, "map_index": int|null,
      "state": "pending"|"running"|"succeeded"|"failed",
      "transitions": [[state, at], ...],             (last MAX_TRANSITIONS; "transitions_dropped": n)
      "attempts": [{"try_number", "job", "uid", "spec_hash", "index_map", "completed", "failed",
                    "counts": {"index_map", "completed", "failed"},
+                   "results": n,                    (indexes with a stored result; absent: older provider)
                    "started", "ended", "reason"}],  (last MAX_ATTEMPTS; "attempts_dropped": n)
      "spec_hash": str|null,
      "completed": indexes, "failed": indexes,       (logical; under the current spec_hash only)
      "output": {"name", "manifest_digest", "bytes", "records", "contract"} | null,
-     "results": {"<index>": {...}},                 (lowest MAX_RESULTS indexes, each <= MAX_RESULT_BYTES)
+     "results": {"<index>": {...}},                 (preview: lowest MAX_RESULTS, each <= MAX_RESULT_BYTES;
+                                                     all of them: engine.results.read_results)
      "results_truncated": bool, "updated_at": str|null}
 
+Workspace record (:func:`read_workspace`)::
+
+    {"schema_version": 1, "claim", "generation", "uid", "provisioned", "retention",
+     "state": "active"|"deleted", "run_id", "logical_date", "updated_at", "deleted_at",
+     "outputs": {"<output>": {"stage", "manifest_digest", "claim", "claim_uid", "at"}}}
+
 Index sets are interval strings (``"0-97,99"``), or ``"z:<base64 zlib bitmap>"`` when that is
-shorter than a long interval string (:mod:`.indexcodec`); an attempt's sets may be elided
-(``null``, counts kept) to keep a record under :data:`RECORD_BUDGET_BYTES`. The stage-level
-``completed`` is what resume trusts: it is reset when an attempt starts under a different spec
-hash, because the outputs of that earlier spec may have been overwritten.
+shorter than a long interval string (:mod:`.indexcodec`). The stage-level ``completed`` is what
+resume trusts: it is reset when an attempt starts under a different spec hash, because the
+outputs of that earlier spec may have been overwritten.
+
+Size. One record stays under :data:`RECORD_BUDGET_BYTES` (history capped at MAX_TRANSITIONS /
+MAX_ATTEMPTS; past the budget its earlier attempts' index sets, then its results preview are
+dropped). The whole map stays under :data:`LEDGER_BUDGET_BYTES`: every write passes its result
+through :func:`shrink`, which takes the *oldest history first*: it visits the stage records from
+the least recently updated to the most recently updated one (the record being written comes
+last), takes these steps on each in turn, and stops as soon as the data fits:
+
+1. the index sets of earlier attempts (``null``; their ``counts`` stay);
+2. earlier attempts that ended, and every transition but the last (``attempts_dropped`` /
+   ``transitions_dropped`` count them);
+3. the results preview (``results: {}``, ``results_truncated: true``; the results ConfigMaps
+   still hold every result);
+4. the latest attempt's ``completed`` / ``failed`` sets (its ``counts`` stay).
+
+So the newest records stay intact while older ones are compacted. Never dropped (resume, hand-off
+and lineage need them): state, spec hash, stage-level sets, the
+latest attempt's Job, uid, index map and counts, the output, the workspace record. When even that
+does not fit, the write fails with :class:`LedgerTooLarge` instead of the API server's 422.
 
 Secrets: the ledger stores exactly the values passed to these functions (Job names, uids, spec
 hashes, index sets, timestamps, reasons, manifest digests and sizes, and the pods' small results)
@@ -39,7 +72,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -48,8 +81,9 @@ from airflow_provider_kbatch.pipeline import indexcodec
 from airflow_provider_kbatch.spec import names
 from airflow_provider_kbatch.spec.intervals import IndexSet
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # of both record kinds (stage records and the workspace record)
 KEY_PREFIX = "stage."
+WORKSPACE_KEY = "workspace"  # the workspace record's key
 LABEL_LEDGER = "kbatch.io/ledger"
 ANNOTATION_SCHEMA_VERSION = "kbatch.io/ledger-schema-version"
 MAX_OBJECT_BYTES = 1024 * 1024  # the API server's limit for one object
@@ -80,6 +114,10 @@ class LedgerError(KbatchError, ValueError):
 
 class LedgerTooLarge(LedgerError):
     """The ledger's data would not fit in one ConfigMap."""
+
+
+class LedgerIdentityError(LedgerError):
+    """The ConfigMap under a run's ledger name belongs to another run (or a newer provider)."""
 
 
 # --------------------------------------------------------------------------- naming
@@ -137,6 +175,36 @@ def ledger_config_map(dag_id: str, run_id: str, namespace: str | None = None) ->
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {}}
 
 
+def check_ledger(config_map: Mapping[str, Any] | None, dag_id: str, run_id: str) -> None:
+    """Raise :class:`LedgerIdentityError` when ``config_map`` (found by :func:`ledger_name`) is not
+    the ledger of ``dag_id``/``run_id``: its annotations name another DAG or run (the name holds a
+    40-bit hash of both), or a newer schema version. A missing ConfigMap passes, and so does one
+    an older provider created without the annotations (they are added on the next write)."""
+    metadata = (config_map or {}).get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    name = metadata.get("name") or ledger_name(dag_id, run_id)
+    found = (annotations.get(names.ANNOTATION_DAG_ID), annotations.get(names.ANNOTATION_RUN_ID))
+    if found != (None, None) and found != (dag_id, run_id):
+        raise LedgerIdentityError(
+            f"ledger ConfigMap {name!r} belongs to DAG {found[0]!r} run {found[1]!r}, not to DAG "
+            f"{dag_id!r} run {run_id!r} (both hash to that name; its {names.ANNOTATION_DAG_ID} / "
+            f"{names.ANNOTATION_RUN_ID} annotations differ); nothing was read from it or written to it. "
+            "Run under another run id, or delete that ConfigMap if the other run's records are no longer needed"
+        )
+    version = annotations.get(ANNOTATION_SCHEMA_VERSION)
+    if version is not None and (not str(version).isdigit() or int(version) > SCHEMA_VERSION):
+        raise LedgerIdentityError(
+            f"ledger ConfigMap {name!r}: {ANNOTATION_SCHEMA_VERSION} {version!r} is newer than this provider "
+            f"understands ({SCHEMA_VERSION}); upgrade airflow-provider-kbatch on every worker"
+        )
+
+
+def ledger_data(config_map: Mapping[str, Any] | None, dag_id: str, run_id: str) -> dict[str, str]:
+    """The data of this run's ledger as read by name (``{}`` when missing), identity checked."""
+    check_ledger(config_map, dag_id, run_id)
+    return dict((config_map or {}).get("data") or {})
+
+
 def stage_key(task_id: str, map_index: int = -1) -> str:
     """``stage.<task_id>[.<map_index>]``, a valid ConfigMap key.
 
@@ -175,6 +243,7 @@ class Attempt:
     started: str | None
     ended: str | None
     reason: str | None
+    results: int | None = None  # indexes with a stored result; None: recorded by an older provider
 
 
 @dataclass(frozen=True)
@@ -201,6 +270,7 @@ class StageRecord:
     results: Mapping[int, Mapping[str, Any]]
     results_truncated: bool
     updated_at: str | None
+    attempts_dropped: int = 0  # earlier attempts no longer in ``attempts`` (history cap, size budget)
 
     @property
     def latest_attempt(self) -> Attempt | None:
@@ -220,6 +290,7 @@ def _parse_attempt(raw: Mapping[str, Any]) -> Attempt:
         started=raw.get("started"),
         ended=raw.get("ended"),
         reason=raw.get("reason"),
+        results=None if raw.get("results") is None else int(raw["results"]),
     )
 
 
@@ -252,6 +323,7 @@ def parse_record(text: str) -> StageRecord:
             results={int(k): v for k, v in (raw.get("results") or {}).items()},
             results_truncated=bool(raw.get("results_truncated")),
             updated_at=raw.get("updated_at"),
+            attempts_dropped=int(raw.get("attempts_dropped") or 0),
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise LedgerError(f"stage record: malformed ({exc!r})") from None
@@ -444,6 +516,7 @@ def record_attempt_started(
         "started": at,
         "ended": None,
         "reason": None,
+        "results": 0,
     }
     for field, value in (
         ("index_map", _as_set(index_map)),
@@ -543,6 +616,9 @@ def record_attempt_finished(
 ) -> dict[str, str]:
     """Record the end of a Job: final index sets, reason, results, and the stage's new state.
 
+    ``results`` are the attempt's per-index results: merged into the preview, and counted in the
+    attempt's ``results`` (the engine keeps them in full in results ConfigMaps).
+
     The stage moves to ``succeeded``/``failed`` only when this is its latest attempt (a late
     report from an older Job does not override a newer one). ``ended`` keeps its first value.
     ``output`` is as for :func:`record_output`.
@@ -550,6 +626,8 @@ def record_attempt_finished(
     raw, attempt = _with_progress(data, key, job, uid, completed, failed, results)
     if attempt.get("ended") is None:
         attempt["ended"] = at
+    if results or "results" in attempt:
+        attempt["results"] = max(int(attempt.get("results") or 0), len(results or {}))
     if reason is not None:
         attempt["reason"] = reason[:MAX_REASON_CHARS]
     if attempt is raw["attempts"][-1]:
@@ -604,6 +682,183 @@ def record_output(
     return _put(data, key, raw)
 
 
+# --------------------------------------------------------------------------- the workspace record
+
+
+@dataclass(frozen=True)
+class OutputLocation:
+    """Where a stage's output was written: the claim and its uid at that time."""
+
+    stage: str
+    manifest_digest: str
+    claim: str
+    claim_uid: str | None
+    at: str | None
+
+
+@dataclass(frozen=True)
+class WorkspaceRecord:
+    """The run's workspace as the ledger knows it (key :data:`WORKSPACE_KEY`)."""
+
+    claim: str
+    generation: int  # 0 for an existing claim
+    uid: str | None
+    provisioned: bool
+    retention: str | None
+    state: Literal["active", "deleted"]
+    run_id: str | None
+    logical_date: str | None
+    updated_at: str | None
+    deleted_at: str | None
+    outputs: Mapping[str, OutputLocation]
+
+
+def read_workspace(data: Mapping[str, str] | None) -> WorkspaceRecord | None:
+    """The workspace record of a ledger's data, or ``None`` (:class:`LedgerError`, a ``ValueError``,
+    when malformed or newer than this provider)."""
+    text = (data or {}).get(WORKSPACE_KEY)
+    if text is None:
+        return None
+    raw = _load_workspace(text)
+    try:
+        return WorkspaceRecord(
+            claim=str(raw["claim"]),
+            generation=int(raw.get("generation") or 0),
+            uid=raw.get("uid"),
+            provisioned=bool(raw.get("provisioned")),
+            retention=raw.get("retention"),
+            state="deleted" if raw.get("state") == "deleted" else "active",
+            run_id=raw.get("run_id"),
+            logical_date=raw.get("logical_date"),
+            updated_at=raw.get("updated_at"),
+            deleted_at=raw.get("deleted_at"),
+            outputs={
+                str(k): OutputLocation(
+                    stage=str(v["stage"]),
+                    manifest_digest=str(v["manifest_digest"]),
+                    claim=str(v["claim"]),
+                    claim_uid=v.get("claim_uid"),
+                    at=v.get("at"),
+                )
+                for k, v in (raw.get("outputs") or {}).items()
+            },
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LedgerError(f"ledger {WORKSPACE_KEY!r} record: malformed ({exc!r})") from None
+
+
+def _load_workspace(text: str) -> dict[str, Any]:
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise LedgerError(f"ledger {WORKSPACE_KEY!r} record: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise LedgerError(f"ledger {WORKSPACE_KEY!r} record: expected a JSON object")
+    version = raw.get("schema_version")
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise LedgerError(
+            f"ledger {WORKSPACE_KEY!r} record: schema_version {version!r} is not understood by this "
+            f"provider ({SCHEMA_VERSION}); upgrade airflow-provider-kbatch on every worker"
+        )
+    return raw
+
+
+def _put_workspace(data: Mapping[str, str], raw: Mapping[str, Any]) -> dict[str, str]:
+    out = dict(data)
+    out[WORKSPACE_KEY] = _dump(raw)
+    return out
+
+
+def record_workspace(
+    data: Mapping[str, str],
+    *,
+    claim: str,
+    generation: int,
+    uid: str | None,
+    provisioned: bool,
+    retention: str | None,
+    run_id: str,
+    logical_date: str | None,
+    at: str,
+) -> dict[str, str]:
+    """Record that the run uses ``claim`` (uid ``uid``). Re-appliable; never goes back to an
+    older generation (a concurrent stage that moved on wins). Output locations are kept: those on
+    another uid no longer count (:func:`airflow_provider_kbatch.pipeline.handoff.check_inputs`)."""
+    text = data.get(WORKSPACE_KEY)
+    raw: dict[str, Any] = (
+        _load_workspace(text) if text is not None else {"schema_version": SCHEMA_VERSION, "outputs": {}}
+    )
+    current = int(raw.get("generation") or 0)
+    if text is not None and generation < current:
+        return dict(data)
+    same = raw.get("claim") == claim and raw.get("uid") == uid and raw.get("state") == "active"
+    if same and raw.get("logical_date") == logical_date:
+        return dict(data)
+    raw.update(
+        claim=claim,
+        generation=generation,
+        uid=uid,
+        provisioned=provisioned,
+        retention=retention,
+        state="active",
+        run_id=run_id,
+        logical_date=logical_date,
+        updated_at=at,
+        deleted_at=None,
+    )
+    return _put_workspace(data, raw)
+
+
+def record_output_location(
+    data: Mapping[str, str], *, output: str, stage: str, manifest_digest: str, at: str
+) -> dict[str, str]:
+    """Bind output ``output`` of ``stage`` (digest) to the run's current claim and uid.
+
+    :class:`LedgerError` (a ``ValueError``) when there is no active workspace, or when another
+    stage already wrote an output of that name in this run (two stages must not share an output
+    directory).
+    """
+    text = data.get(WORKSPACE_KEY)
+    if text is None:
+        raise LedgerError(f"output {output!r} of stage {stage!r}: the run has no workspace record")
+    raw = _load_workspace(text)
+    if raw.get("state") == "deleted":
+        raise LedgerError(
+            f"output {output!r} of stage {stage!r}: the run's workspace {raw.get('claim')!r} was deleted"
+        )
+    outputs = dict(raw.get("outputs") or {})
+    previous = outputs.get(output)
+    if previous is not None and previous.get("stage") != stage:
+        raise LedgerError(
+            f"output {output!r} of stage {stage!r}: stage {previous.get('stage')!r} already wrote an output "
+            "of that name in this run; give each stage its own output name"
+        )
+    location = {
+        "stage": stage,
+        "manifest_digest": manifest_digest,
+        "claim": raw.get("claim"),
+        "claim_uid": raw.get("uid"),
+    }
+    if previous is not None and {k: previous.get(k) for k in location} == location:
+        return dict(data)
+    outputs[output] = {**location, "at": at}
+    raw["outputs"] = outputs
+    raw["updated_at"] = at
+    return _put_workspace(data, raw)
+
+
+def record_workspace_deleted(data: Mapping[str, str], *, claim: str, at: str) -> dict[str, str]:
+    """Mark the run's claim deleted (no-op when the record names another claim or none)."""
+    text = data.get(WORKSPACE_KEY)
+    if text is None:
+        return dict(data)
+    raw = _load_workspace(text)
+    if raw.get("claim") != claim or raw.get("state") == "deleted":
+        return dict(data)
+    raw.update(state="deleted", deleted_at=at, updated_at=at)
+    return _put_workspace(data, raw)
+
+
 # --------------------------------------------------------------------------- size
 
 
@@ -630,15 +885,63 @@ def _compact(raw: dict[str, Any], budget: int) -> dict[str, Any]:
             attempt[field] = None
             if _size(raw) <= budget:
                 return raw
-    if raw.get("results"):
-        raw["results"] = {}
-        raw["results_truncated"] = True
+    _drop_results(raw)
     return raw
+
+
+def _elide(attempt: dict[str, Any], fields: tuple[str, ...]) -> bool:
+    """Elide the attempt's non-empty index sets (an empty one is shorter than ``null``)."""
+    found = [f for f in fields if attempt.get(f)]
+    attempt.update(dict.fromkeys(found))
+    return bool(found)
+
+
+def _elide_earlier_sets(raw: dict[str, Any]) -> bool:
+    changed = [_elide(a, ("completed", "failed", "index_map")) for a in raw.get("attempts", [])[:-1]]
+    return any(changed)
+
+
+def _drop_earlier_history(raw: dict[str, Any]) -> bool:
+    attempts = raw.get("attempts", [])
+    kept = [a for a in attempts[:-1] if a.get("ended") is None] + attempts[-1:]
+    transitions = raw.get("transitions", [])
+    if len(kept) == len(attempts) and len(transitions) <= 1:
+        return False
+    raw["attempts_dropped"] = raw.get("attempts_dropped", 0) + len(attempts) - len(kept)
+    raw["attempts"] = kept
+    raw["transitions_dropped"] = raw.get("transitions_dropped", 0) + max(0, len(transitions) - 1)
+    raw["transitions"] = transitions[-1:]
+    return True
+
+
+def _drop_results(raw: dict[str, Any]) -> bool:
+    if not raw.get("results"):
+        return False
+    raw["results"] = {}
+    raw["results_truncated"] = True
+    return True
+
+
+def _elide_latest_sets(raw: dict[str, Any]) -> bool:
+    return bool(raw.get("attempts")) and _elide(raw["attempts"][-1], ("completed", "failed"))
+
+
+#: What :func:`shrink` takes, in this order (see the module docstring).
+SHRINK_STEPS: tuple[Callable[[dict[str, Any]], bool], ...] = (
+    _elide_earlier_sets,
+    _drop_earlier_history,
+    _drop_results,
+    _elide_latest_sets,
+)
+
+
+def _entry_size(key: str, value: str) -> int:
+    return len(key.encode("utf-8")) + len(value.encode("utf-8"))
 
 
 def ledger_size(data: Mapping[str, str]) -> int:
     """Bytes the ``data`` map occupies (keys and values, UTF-8)."""
-    return sum(len(k.encode("utf-8")) + len(v.encode("utf-8")) for k, v in data.items())
+    return sum(_entry_size(k, v) for k, v in data.items())
 
 
 def check_size(data: Mapping[str, str], budget: int = LEDGER_BUDGET_BYTES) -> None:
@@ -653,13 +956,33 @@ def check_size(data: Mapping[str, str], budget: int = LEDGER_BUDGET_BYTES) -> No
     )
 
 
+def _age(text: str) -> str:
+    try:
+        return str(json.loads(text).get("updated_at") or "")
+    except (ValueError, AttributeError):
+        return ""
+
+
 def shrink(data: Mapping[str, str], budget: int = LEDGER_BUDGET_BYTES) -> dict[str, str]:
-    """Compact the largest records harder until ``data`` fits ``budget`` (keeps what resume needs:
-    state, spec hash, stage-level sets, the latest attempt's ``index_map``, output)."""
+    """``data`` within ``budget`` bytes: unchanged when it fits, else with the oldest history taken
+    first (the stage records from the least to the most recently updated, :data:`SHRINK_STEPS` in
+    turn on each, stopping as soon as it fits). Keeps what resume, hand-off and lineage need;
+    raises :class:`LedgerTooLarge` when even that does not fit. Pure and deterministic: every
+    ledger write applies it to what its merge rule returned."""
     out = dict(data)
-    for key in sorted(stage_keys(out), key=lambda k: len(out[k]), reverse=True):
-        if ledger_size(out) <= budget:
-            break
-        out = _put(out, key, _load(out[key]), budget=0)
+    size = ledger_size(out)
+    if size <= budget:
+        return out
+    keys = sorted(stage_keys(out), key=lambda k: (_age(out[k]), k))
+    for key in keys:
+        raw = _load(out[key])
+        for step in SHRINK_STEPS:
+            if not step(raw):
+                continue
+            text = _dump(raw)
+            size += _entry_size(key, text) - _entry_size(key, out[key])
+            out[key] = text
+            if size <= budget:
+                return out
     check_size(out, budget)
     return out

@@ -23,19 +23,28 @@ and fails fast instead of reading an empty volume (Argo Workflows #11672).
 
 The run ledger's key :data:`WORKSPACE_KEY` records the claim, its uid and generation, and where
 each output was written (claim and uid): a consumer checks that its inputs still live on the
-claim it mounts. Everything here is pure; the I/O is in :mod:`airflow_provider_kbatch.engine.storage`.
+claim it mounts. That record's schema and merge rules live with the stage records, under one
+schema version, in :mod:`airflow_provider_kbatch.pipeline.records` (re-exported here).
+Everything here is pure; the I/O is in :mod:`airflow_provider_kbatch.engine.storage`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from airflow_provider_kbatch.pipeline.contracts import Contract, as_contract, contract_env
+from airflow_provider_kbatch.pipeline.records import SCHEMA_VERSION as SCHEMA_VERSION
+from airflow_provider_kbatch.pipeline.records import WORKSPACE_KEY as WORKSPACE_KEY
+from airflow_provider_kbatch.pipeline.records import OutputLocation as OutputLocation
+from airflow_provider_kbatch.pipeline.records import WorkspaceRecord as WorkspaceRecord
+from airflow_provider_kbatch.pipeline.records import read_workspace as read_workspace
+from airflow_provider_kbatch.pipeline.records import record_output_location as record_output_location
+from airflow_provider_kbatch.pipeline.records import record_workspace as record_workspace
+from airflow_provider_kbatch.pipeline.records import record_workspace_deleted as record_workspace_deleted
 from airflow_provider_kbatch.runtime import env as runtime_env
 from airflow_provider_kbatch.spec import names
 from airflow_provider_kbatch.spec.errors import KbatchSpecError, ProblemCollector
@@ -58,8 +67,6 @@ LABEL_WORKSPACE = "kbatch.io/workspace"
 ANNOTATION_RETENTION = "kbatch.io/retention"
 ANNOTATION_GENERATION = "kbatch.io/workspace-generation"
 
-WORKSPACE_KEY = "workspace"  # ledger ConfigMap key (stage records use "stage.*")
-SCHEMA_VERSION = 1
 
 _NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
 _NOT_DNS = re.compile(r"[^a-z0-9]+")
@@ -455,181 +462,6 @@ def claim_usable(pvc: Mapping[str, Any] | None) -> bool:
         not pvc.get("metadata", {}).get("deletionTimestamp")
         and (pvc.get("status") or {}).get("phase") != "Lost"
     )
-
-
-# --------------------------------------------------------------------------- the ledger's record
-
-
-@dataclass(frozen=True)
-class OutputLocation:
-    """Where a stage's output was written: the claim and its uid at that time."""
-
-    stage: str
-    manifest_digest: str
-    claim: str
-    claim_uid: str | None
-    at: str | None
-
-
-@dataclass(frozen=True)
-class WorkspaceRecord:
-    """The run's workspace as the ledger knows it (key :data:`WORKSPACE_KEY`)."""
-
-    claim: str
-    generation: int  # 0 for an existing claim
-    uid: str | None
-    provisioned: bool
-    retention: str | None
-    state: Literal["active", "deleted"]
-    run_id: str | None
-    logical_date: str | None
-    updated_at: str | None
-    deleted_at: str | None
-    outputs: Mapping[str, OutputLocation]
-
-
-def read_workspace(data: Mapping[str, str] | None) -> WorkspaceRecord | None:
-    """The workspace record of a ledger's data, or ``None`` (``ValueError`` when malformed)."""
-    text = (data or {}).get(WORKSPACE_KEY)
-    if text is None:
-        return None
-    raw = _load(text)
-    try:
-        return WorkspaceRecord(
-            claim=str(raw["claim"]),
-            generation=int(raw.get("generation") or 0),
-            uid=raw.get("uid"),
-            provisioned=bool(raw.get("provisioned")),
-            retention=raw.get("retention"),
-            state="deleted" if raw.get("state") == "deleted" else "active",
-            run_id=raw.get("run_id"),
-            logical_date=raw.get("logical_date"),
-            updated_at=raw.get("updated_at"),
-            deleted_at=raw.get("deleted_at"),
-            outputs={
-                str(k): OutputLocation(
-                    stage=str(v["stage"]),
-                    manifest_digest=str(v["manifest_digest"]),
-                    claim=str(v["claim"]),
-                    claim_uid=v.get("claim_uid"),
-                    at=v.get("at"),
-                )
-                for k, v in (raw.get("outputs") or {}).items()
-            },
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"ledger {WORKSPACE_KEY!r} record: malformed ({exc!r})") from None
-
-
-def _load(text: str) -> dict[str, Any]:
-    try:
-        raw = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"ledger {WORKSPACE_KEY!r} record: not valid JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"ledger {WORKSPACE_KEY!r} record: expected a JSON object")
-    version = raw.get("schema_version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
-        raise ValueError(
-            f"ledger {WORKSPACE_KEY!r} record: schema_version {version!r} is not understood by this "
-            f"provider ({SCHEMA_VERSION}); upgrade airflow-provider-kbatch on every worker"
-        )
-    return raw
-
-
-def _put(data: Mapping[str, str], raw: Mapping[str, Any]) -> dict[str, str]:
-    out = dict(data)
-    out[WORKSPACE_KEY] = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return out
-
-
-def record_workspace(
-    data: Mapping[str, str],
-    *,
-    claim: str,
-    generation: int,
-    uid: str | None,
-    provisioned: bool,
-    retention: str | None,
-    run_id: str,
-    logical_date: str | None,
-    at: str,
-) -> dict[str, str]:
-    """Record that the run uses ``claim`` (uid ``uid``). Re-appliable; never goes back to an
-    older generation (a concurrent stage that moved on wins). Output locations are kept: those on
-    another uid no longer count (:func:`airflow_provider_kbatch.pipeline.handoff.check_inputs`)."""
-    text = data.get(WORKSPACE_KEY)
-    raw: dict[str, Any] = (
-        _load(text) if text is not None else {"schema_version": SCHEMA_VERSION, "outputs": {}}
-    )
-    current = int(raw.get("generation") or 0)
-    if text is not None and generation < current:
-        return dict(data)
-    same = raw.get("claim") == claim and raw.get("uid") == uid and raw.get("state") == "active"
-    if same and raw.get("logical_date") == logical_date:
-        return dict(data)
-    raw.update(
-        claim=claim,
-        generation=generation,
-        uid=uid,
-        provisioned=provisioned,
-        retention=retention,
-        state="active",
-        run_id=run_id,
-        logical_date=logical_date,
-        updated_at=at,
-        deleted_at=None,
-    )
-    return _put(data, raw)
-
-
-def record_output_location(
-    data: Mapping[str, str], *, output: str, stage: str, manifest_digest: str, at: str
-) -> dict[str, str]:
-    """Bind output ``output`` of ``stage`` (digest) to the run's current claim and uid.
-
-    ``ValueError`` when there is no active workspace, or when another stage already wrote an
-    output of that name in this run (two stages must not share an output directory).
-    """
-    text = data.get(WORKSPACE_KEY)
-    if text is None:
-        raise ValueError(f"output {output!r} of stage {stage!r}: the run has no workspace record")
-    raw = _load(text)
-    if raw.get("state") == "deleted":
-        raise ValueError(
-            f"output {output!r} of stage {stage!r}: the run's workspace {raw.get('claim')!r} was deleted"
-        )
-    outputs = dict(raw.get("outputs") or {})
-    previous = outputs.get(output)
-    if previous is not None and previous.get("stage") != stage:
-        raise ValueError(
-            f"output {output!r} of stage {stage!r}: stage {previous.get('stage')!r} already wrote an output "
-            "of that name in this run; give each stage its own output name"
-        )
-    location = {
-        "stage": stage,
-        "manifest_digest": manifest_digest,
-        "claim": raw.get("claim"),
-        "claim_uid": raw.get("uid"),
-    }
-    if previous is not None and {k: previous.get(k) for k in location} == location:
-        return dict(data)
-    outputs[output] = {**location, "at": at}
-    raw["outputs"] = outputs
-    raw["updated_at"] = at
-    return _put(data, raw)
-
-
-def record_workspace_deleted(data: Mapping[str, str], *, claim: str, at: str) -> dict[str, str]:
-    """Mark the run's claim deleted (no-op when the record names another claim or none)."""
-    text = data.get(WORKSPACE_KEY)
-    if text is None:
-        return dict(data)
-    raw = _load(text)
-    if raw.get("claim") != claim or raw.get("state") == "deleted":
-        return dict(data)
-    raw.update(state="deleted", deleted_at=at, updated_at=at)
-    return _put(data, raw)
 
 
 # --------------------------------------------------------------------------- which claim to use

@@ -36,14 +36,19 @@ class FakeHook:
 
     def __init__(self) -> None:
         self.config_maps: dict[str, dict[str, str]] = {}
+        self.annotations: dict[str, dict[str, str]] = {}  # per ConfigMap, as the CAS loop writes them
         self.pvcs: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, str]] = []
         self.uids = 0
         self.before_create: Callable[[dict[str, Any]], None] | None = None
 
+    def _object(self, name: str) -> dict[str, Any]:
+        metadata = {"name": name, "annotations": dict(self.annotations.get(name, {}))}
+        return {"metadata": metadata, "data": dict(self.config_maps[name])}
+
     def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         self.calls.append(("get_config_map", name))
-        return {"data": dict(self.config_maps[name])} if name in self.config_maps else None
+        return self._object(name) if name in self.config_maps else None
 
     def list_config_maps(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         """Every ledger (the selector is the real API server's business; e2e tests cover it)."""
@@ -51,10 +56,20 @@ class FakeHook:
         return [{"metadata": {"name": n}, "data": dict(d)} for n, d in self.config_maps.items()]
 
     def update_config_map_cas(
-        self, namespace: str, name: str, mutate: Any, *, labels: Any = None
+        self,
+        namespace: str,
+        name: str,
+        mutate: Any,
+        *,
+        labels: Any = None,
+        annotations: Any = None,
+        check: Any = None,
     ) -> dict[str, str]:
         self.calls.append(("update_config_map", name))
+        if check is not None and name in self.config_maps:
+            check(self._object(name))
         self.config_maps[name] = mutate(dict(self.config_maps.get(name, {})))
+        self.annotations[name] = {**(annotations or {}), **self.annotations.get(name, {})}
         return dict(self.config_maps[name])
 
     def get_pvc(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -424,3 +439,50 @@ def test_cleanup_keeps_the_claim_unless_every_other_task_succeeded(
     states: Any, unfinished: list[str]
 ) -> None:
     assert unfinished_tasks(states, RUN, "cleanup") == unfinished
+
+
+# --------------------------------------------------------------------------- the ledger: identity and size
+
+
+def test_the_workspace_record_write_creates_the_ledger_with_its_identity() -> None:
+    hook = FakeHook()
+    prepare(hook, "ingest", ws.Ports.build(output="raw"))
+    assert hook.annotations[rules.ledger_name("etl", RUN)] == rules.ledger_annotations("etl", RUN)
+
+
+def test_a_ledger_of_another_run_under_our_name_fails_the_stage_before_any_write() -> None:
+    hook = FakeHook()
+    name = rules.ledger_name("etl", RUN)
+    hook.config_maps[name] = {"stage.x": "{}"}
+    hook.annotations[name] = rules.ledger_annotations("etl", "scheduled__1999-01-01")
+    with pytest.raises(
+        storage.WorkspaceError, match="belongs to DAG 'etl' run 'scheduled__1999-01-01'"
+    ) as err:
+        prepare(hook, "ingest", ws.Ports.build(output="raw", inputs=["x"]))
+    assert err.value.final is True
+    with pytest.raises(storage.WorkspaceError, match="belongs to DAG 'etl' run 'scheduled__1999-01-01'"):
+        prepare(hook, "ingest", ws.Ports.build(output="raw"))  # no input to check: the read refuses
+    assert hook.config_maps[name] == {"stage.x": "{}"} and hook.verbs("create_pvc") == []
+
+
+def test_workspace_record_writes_keep_a_full_ledger_under_its_budget() -> None:
+    """The workspace record is written through the same budget as the stage records."""
+    hook = FakeHook()
+    name = rules.ledger_name("etl", RUN)
+    big = {i: {"i": i, "blob": "x" * 440} for i in range(rules.MAX_RESULTS)}
+    data: dict[str, str] = {}
+    for s in range(17):  # ~17 x 52 KiB: just under the budget
+        key = rules.stage_key(f"s{s}")
+        at = f"2026-01-01T00:{s:02d}:00Z"
+        data = rules.record_attempt_started(data, key, try_number=1, job=f"j{s}", uid="u", spec_hash="h",
+                                            index_map="0-99", at=at)  # fmt: skip
+        data = rules.record_attempt_finished(data, key, job=f"j{s}", uid="u", succeeded=True, at=at,
+                                             completed="0-99", results=big)  # fmt: skip
+    data = {**data, "pad": "p" * (rules.LEDGER_BUDGET_BYTES - rules.ledger_size(data) - 100)}
+    hook.config_maps[name] = data
+    prepare(hook, "ingest", ws.Ports.build(output="raw"))  # the workspace record does not fit as is
+    written = hook.config_maps[name]
+    assert rules.ledger_size(written) <= rules.LEDGER_BUDGET_BYTES
+    assert ws.read_workspace(written) is not None and written["pad"] == data["pad"]
+    assert rules.read_stage(written, rules.stage_key("s0")).results == {}  # type: ignore[union-attr]  # oldest
+    assert written[rules.stage_key("s16")] == data[rules.stage_key("s16")]  # newest: intact

@@ -337,8 +337,10 @@ def test_record_schema_is_pinned() -> None:
             "started",
             "ended",
             "reason",
+            "results",
         ]
     )
+    assert raw["attempts"][0]["results"] == 1  # indexes whose result was stored
 
 
 # --------------------------------------------------------------------------- size at 100,000 indexes
@@ -510,3 +512,151 @@ def test_same_version_record_with_extra_fields_still_reads() -> None:
     raw["output"]["future_field"] = 2
     rec = read_stage({KEY: json.dumps(raw)}, KEY)
     assert rec is not None and rec.output is not None and rec.output.name == "clean"
+
+
+# --------------------------------------------------------------------------- the ledger's identity
+
+
+def _ledger_cm(annotations: dict[str, str] | None, data: dict[str, str] | None = None) -> dict:
+    metadata = {"name": ledger_name("etl", "r1"), "labels": records.ledger_labels("etl", "r1")}
+    if annotations is not None:
+        metadata["annotations"] = annotations
+    return {"metadata": metadata, "data": data or {}}
+
+
+def test_the_ledger_configmap_carries_its_identity() -> None:
+    body = records.ledger_config_map("etl", "r1", "ns")
+    assert body["metadata"]["annotations"] == {
+        "kbatch.io/dag-id": "etl",
+        "kbatch.io/run-id": "r1",
+        "kbatch.io/ledger-schema-version": str(records.SCHEMA_VERSION),
+    }
+    records.check_ledger(body, "etl", "r1")
+    assert records.ledger_data(
+        _ledger_cm(records.ledger_annotations("etl", "r1"), {"k": "v"}), "etl", "r1"
+    ) == {"k": "v"}
+
+
+@pytest.mark.parametrize(
+    ("annotations", "fragment"),
+    [
+        ({"kbatch.io/dag-id": "etl", "kbatch.io/run-id": "r2"}, "belongs to DAG 'etl' run 'r2', not to DAG 'etl' run 'r1'"),
+        ({"kbatch.io/dag-id": "ETL", "kbatch.io/run-id": "r1"}, "belongs to DAG 'ETL' run 'r1'"),
+        ({"kbatch.io/run-id": "r1"}, "belongs to DAG None run 'r1'"),
+        (
+            {"kbatch.io/dag-id": "etl", "kbatch.io/run-id": "r1", "kbatch.io/ledger-schema-version": "2"},
+            "is newer than this provider understands (1)",
+        ),
+    ],
+)  # fmt: skip
+def test_a_ledger_of_another_run_under_our_name_is_refused(
+    annotations: dict[str, str], fragment: str
+) -> None:
+    """The name holds a 40-bit hash of dag id and run id: a collision must not mix two runs."""
+    found = _ledger_cm(annotations, {"stage.x": "{}"})
+    with pytest.raises(records.LedgerIdentityError, match=re.escape(fragment)) as err:
+        records.ledger_data(found, "etl", "r1")
+    assert err.value.final is True and isinstance(err.value, LedgerError)
+
+
+def test_a_ledger_an_older_provider_created_without_annotations_is_accepted() -> None:
+    records.check_ledger(_ledger_cm(None), "etl", "r1")
+    records.check_ledger(None, "etl", "r1")  # not created yet
+    assert records.ledger_data(None, "etl", "r1") == {}
+
+
+def test_one_schema_version_for_stage_and_workspace_records() -> None:
+    from airflow_provider_kbatch.pipeline import workspace as ws
+
+    assert ws.SCHEMA_VERSION is records.SCHEMA_VERSION and ws.WORKSPACE_KEY == records.WORKSPACE_KEY
+    assert ws.read_workspace is records.read_workspace and ws.record_workspace is records.record_workspace
+    data = records.record_workspace(
+        start({}), claim="c", generation=1, uid="u", provisioned=True, retention="retain", run_id="r1",
+        logical_date=None, at=T1,
+    )  # fmt: skip
+    assert (
+        json.loads(data[records.WORKSPACE_KEY])["schema_version"] == json.loads(data[KEY])["schema_version"]
+    )
+    newer = json.dumps({"schema_version": records.SCHEMA_VERSION + 1, "claim": "c"})
+    with pytest.raises(LedgerError, match="'workspace' record: schema_version 2 is not understood"):
+        records.read_workspace({records.WORKSPACE_KEY: newer})
+
+
+# --------------------------------------------------------------------------- the ledger's size budget
+
+BIG_RESULTS = {i: {"index": i, "blob": "x" * 440} for i in range(records.MAX_RESULTS)}  # ~500 B each
+
+
+def _stage_run(data: dict[str, str], s: int, attempts: int = 1) -> dict[str, str]:
+    """What one stage writes: pending, attempts (all but the last failing), large results."""
+    key, at = stage_key(f"stage_{s:02d}"), f"2024-05-01T{s // 60:02d}:{s % 60:02d}:00Z"
+    data = records.shrink(record_pending(data, key, at=at, task_id=f"stage_{s:02d}", map_index=-1))
+    for a in range(attempts):
+        job, uid = f"kb-s{s}-g{a + 1}", f"u{s}-{a}"
+        data = records.shrink(
+            start(data, key=key, job=job, uid=uid, index_map="0-99", try_number=a + 1, at=at)
+        )
+        ok = a == attempts - 1
+        data = records.shrink(
+            finish(data, key=key, job=job, uid=uid, ok=ok, completed="0-99" if ok else "0-49", failed="" if ok
+                   else "50-99", at=at, results=BIG_RESULTS)
+        )  # fmt: skip
+    return data
+
+
+def test_a_40_stage_run_with_large_results_stays_under_the_object_limit() -> None:
+    """~15 records of a full per-record budget fill the ledger; 40 of them must still fit, every
+    write succeed, and the newest records stay intact (the oldest history goes first)."""
+    one = _stage_run({}, 0)
+    assert len(one[stage_key("stage_00")]) > records.LEDGER_BUDGET_BYTES // 20  # a large record
+    unbounded: dict[str, str] = {}
+    data: dict[str, str] = {}
+    for s in range(40):
+        unbounded = {**unbounded, **_stage_run({}, s, attempts=1 + s % 3)}
+        data = _stage_run(data, s, attempts=1 + s % 3)
+        assert records.ledger_size(data) <= records.LEDGER_BUDGET_BYTES  # every write fits
+    assert records.ledger_size(unbounded) > records.MAX_OBJECT_BYTES  # without the budget: a 422
+    assert records.ledger_size(data) < records.MAX_OBJECT_BYTES
+    keys = [stage_key(f"stage_{s:02d}") for s in range(40)]
+    for s, key in enumerate(keys):  # what resume, hand-off and lineage need survives everywhere
+        rec = read_stage(data, key)
+        assert rec is not None and rec.state == "succeeded" and rec.completed == IndexSet.full(100)
+        assert rec.latest_attempt is not None and rec.latest_attempt.job == f"kb-s{s}-g{1 + s % 3}"
+        assert rec.latest_attempt.index_map == IndexSet.full(100) and rec.latest_attempt.results == 100
+        assert completed_for_resume(data, key, "h1") == IndexSet.full(100)
+    intact = [s for s, key in enumerate(keys) if data[key] == unbounded[key]]
+    assert intact == list(range(intact[0], 40)) and len(intact) >= 10, intact  # the newest, untouched
+    assert read_stage(data, keys[0]).results == {}  # type: ignore[union-attr]  # the oldest: compacted
+
+
+def test_shrink_takes_the_oldest_history_first() -> None:
+    data: dict[str, str] = {}
+    for s in range(3):
+        data = _stage_run(data, s, attempts=3)
+    full = dict(data)
+    old, mid, new = (stage_key(f"stage_{s:02d}") for s in range(3))
+    size = records.ledger_size(full)
+    # 1. the oldest record's earlier attempts' index sets (counts stay); nothing else
+    one = records.shrink(full, size - 1)
+    raw = json.loads(one[old])
+    assert [a["completed"] for a in raw["attempts"][:-1]] == [None, None]
+    assert raw["attempts"][0]["counts"]["completed"] == 50 and len(raw["attempts"]) == 3
+    assert (one[mid], one[new]) == (full[mid], full[new])
+    # 2. its earlier attempts and transitions; 3. its results preview -- before the next record
+    two = records.shrink(full, size - len(json.dumps(BIG_RESULTS)) // 2)
+    rec = read_stage(two, old)
+    assert rec is not None and len(rec.attempts) == 1 and rec.attempts_dropped == 2
+    assert len(rec.transitions) == 1 and rec.state == "succeeded"
+    assert rec.results == {} and rec.results_truncated and rec.latest_attempt.completed is not None  # type: ignore[union-attr]
+    assert (two[mid], two[new]) == (full[mid], full[new])
+    # then the next record, the newest last; 4. the latest attempt's sets, never the stage's
+    tiny = records.shrink(full, 3 * 1000)
+    for key in (old, mid, new):
+        rec = read_stage(tiny, key)
+        assert rec is not None and rec.completed == IndexSet.full(100) and rec.results == {}
+        assert rec.latest_attempt.index_map == IndexSet.full(100)  # type: ignore[union-attr]
+        assert completed_for_resume(tiny, key, "h1") == IndexSet.full(100)
+    assert read_stage(tiny, old).latest_attempt.completed is None  # type: ignore[union-attr]
+    assert records.shrink(full) == full  # within budget: unchanged
+    with pytest.raises(LedgerTooLarge, match="largest records"):
+        records.shrink(full, 1000)
