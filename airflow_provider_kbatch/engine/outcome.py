@@ -2,8 +2,18 @@
 
 Reads the Job and its pods through the hook, decides with :mod:`airflow_provider_kbatch.status`,
 records the attempt in the run ledger, and gathers per-index results (termination messages) of
-this attempt and of earlier attempts (kept in the ledger, so a resumed attempt still returns
-every index's result).
+this attempt and of earlier attempts of the same spec (kept in results ConfigMaps,
+:mod:`airflow_provider_kbatch.engine.results`, so a resumed attempt still returns every index's
+result).
+
+The result (XCom)::
+
+    {"name", "namespace", "uid", "completions", "completed_indexes", "failed_indexes",
+     "results": {"<index>": {...}},   the lowest indexes, in order, within 48 KiB
+     "results_inline": n, "results_total": m,
+     "results_ref": {namespace, dag_id, run_id, task_id, map_index} | null,
+                                      read_results(hook, **results_ref) returns all m
+     "output": {...} | null, "summary": "8/8 indexes completed, 0 failed"}
 """
 
 from __future__ import annotations
@@ -12,8 +22,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from airflow_provider_kbatch.engine import ledger
-from airflow_provider_kbatch.engine.submission import job_index_map
+from airflow_provider_kbatch.engine import results as stored_results
+from airflow_provider_kbatch.engine.submission import job_generation, job_index_map
 from airflow_provider_kbatch.engine.waiter import Log
+from airflow_provider_kbatch.pipeline.results import results_ref, xcom_fields
 from airflow_provider_kbatch.pipeline.summary import split_output_summary
 from airflow_provider_kbatch.spec.intervals import IndexSet, map_local
 from airflow_provider_kbatch.spec.names import JobIdentity
@@ -80,7 +92,10 @@ def finish_stage(
     if job is None:  # nothing ran in this try: everything completed in earlier attempts
         record = ledger.read_stage(hook, namespace, identity)
         completed = record.completed if record else IndexSet.full(completions)
-        return _result(None, namespace, completions, completed, IndexSet.of([]), record), None
+        every = stored_results.gather(hook, namespace, identity, record)
+        return _result(
+            None, namespace, identity, completions, completed, IndexSet.of([]), record, every
+        ), None
     outcome = job_outcome(job)
     meta = job["metadata"]
     pods = hook.list_pods(namespace, f"{CONTROLLER_UID_LABEL}={meta['uid']}")
@@ -112,7 +127,11 @@ def finish_stage(
         results=results,
         output=output,
     )
-    result = _result(job, namespace, completions, record.completed if record else completed, failed, record)
+    every = stored_results.gather(
+        hook, namespace, identity, record, job=job, results=results, generation=job_generation(job)
+    )
+    done = record.completed if record else completed
+    result = _result(job, namespace, identity, completions, done, failed, record, every)
     if outcome.succeeded:
         log.info("job %s/%s complete: %s", namespace, meta["name"], result["summary"])
         return result, None
@@ -130,13 +149,15 @@ def finish_stage(
 def _result(
     job: dict[str, Any] | None,
     namespace: str,
+    identity: JobIdentity,
     completions: int,
     completed: IndexSet,
     failed: IndexSet,
     record: Any,
+    results: dict[int, dict[str, Any]],
 ) -> dict[str, Any]:
-    results = dict(record.results) if record is not None else {}
     meta = (job or {}).get("metadata", {})
+    ref = results_ref(namespace, identity.dag_id, identity.run_id, identity.task_id, identity.map_index)
     return {
         "name": meta.get("name"),
         "namespace": namespace,
@@ -144,7 +165,7 @@ def _result(
         "completions": completions,
         "completed_indexes": str(completed),
         "failed_indexes": str(failed),
-        "results": {str(k): v for k, v in sorted(results.items())},
+        **xcom_fields(results, ref),
         "output": _output_of(record),
         "summary": f"{len(completed)}/{completions} indexes completed, {len(failed)} failed",
     }

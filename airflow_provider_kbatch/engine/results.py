@@ -1,0 +1,140 @@
+"""Every index's result, kept in results ConfigMaps and read back (I/O through a hook).
+
+The layout and the rules are pure (:mod:`airflow_provider_kbatch.pipeline.results`): one or more
+ConfigMaps per attempt, owned by the run's ledger ConfigMap. :func:`store` writes an attempt's
+results (idempotent: results only grow), :func:`gather` is what the operator's XCom is built
+from, and :func:`read_results` is the public call that returns them all::
+
+    from airflow_provider_kbatch.engine.results import read_results
+    from airflow_provider_kbatch.hooks.kbatch import KbatchHook
+
+    xcom = ti.xcom_pull(task_ids="crunch")
+    results = xcom["results"]                       # the lowest indexes, up to 48 KiB
+    if xcom["results_inline"] < xcom["results_total"]:
+        results = read_results(KbatchHook(), **xcom["results_ref"])   # {index: result}, every one
+
+The hook needs ConfigMaps ``get``, ``list``, ``create`` and ``update`` (granted by ``deploy/rbac.yaml``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from airflow_provider_kbatch.engine import ledger
+from airflow_provider_kbatch.pipeline import records
+from airflow_provider_kbatch.pipeline import results as rules
+from airflow_provider_kbatch.spec.names import ANNOTATION_SPEC_HASH, JobIdentity
+
+Results = Mapping[int, Mapping[str, Any]]
+
+
+def stored(
+    hook: Any, namespace: str, dag_id: str, run_id: str, task_id: str, map_index: int = -1
+) -> list[rules.StoredResults]:
+    """The attempts of a task instance that stored results, oldest first (one list request)."""
+    selector = rules.results_selector(dag_id, run_id, task_id, map_index)
+    return rules.stored_attempts(
+        hook.list_config_maps(namespace, selector),
+        dag_id=dag_id,
+        run_id=run_id,
+        task_id=task_id,
+        map_index=map_index,
+    )
+
+
+def read_results(
+    hook: Any, namespace: str, dag_id: str, run_id: str, task_id: str, map_index: int = -1
+) -> dict[int, dict[str, Any]]:
+    """Every per-index result of a task instance (logical index -> result), across its attempts
+    under the stage's current spec hash (a later attempt wins), as its XCom's ``results_ref``
+    names it. ``{}`` when it reported none. Raises ``LedgerIdentityError`` when the ConfigMap under
+    the run's ledger name belongs to another run."""
+    data = ledger.read(hook, namespace, dag_id, run_id)
+    record = records.read_stage(data, records.stage_key(task_id, map_index))
+    attempts = stored(hook, namespace, dag_id, run_id, task_id, map_index)
+    return rules.merge_results(
+        attempts,
+        spec_hash=record.spec_hash if record is not None else None,
+        preview=rules.legacy_preview(record),
+    )
+
+
+def store(
+    hook: Any,
+    namespace: str,
+    identity: JobIdentity,
+    job: Mapping[str, Any],
+    results: Results,
+    *,
+    generation: int,
+    spec_hash: str | None = None,
+    already: rules.StoredResults | None = None,
+) -> list[str]:
+    """Write the results of the attempt that ran ``job`` (merged with what it ``already`` stored),
+    under ``spec_hash`` (default: the Job's ``kbatch.io/spec-hash``); returns the ConfigMaps
+    written (none when nothing changed)."""
+    meta = job.get("metadata") or {}
+    merged = {**(already.results if already is not None else {}), **results}
+    if not merged or (already is not None and merged == dict(already.results)):
+        return []
+    owner = ledger.read_config_map(hook, namespace, identity.dag_id, identity.run_id)
+    bodies = rules.results_config_maps(
+        dag_id=identity.dag_id,
+        run_id=identity.run_id,
+        task_id=identity.task_id,
+        map_index=identity.map_index,
+        job=meta["name"],
+        uid=meta["uid"],
+        generation=generation,
+        spec_hash=spec_hash or (meta.get("annotations") or {}).get(ANNOTATION_SPEC_HASH),
+        results=merged,
+        owner=owner if owner is not None and (owner.get("metadata") or {}).get("uid") else None,
+    )
+    for body in bodies:
+        hook.put_config_map(namespace, body)
+    return [body["metadata"]["name"] for body in bodies]
+
+
+def gather(
+    hook: Any,
+    namespace: str,
+    identity: JobIdentity,
+    record: records.StageRecord | None,
+    *,
+    job: Mapping[str, Any] | None = None,
+    results: Results | None = None,
+    generation: int = 0,
+) -> dict[int, dict[str, Any]]:
+    """Every result of the stage after the attempt that ran ``job`` reported ``results``: stores
+    them (:func:`store`) and merges those earlier attempts of the same spec stored. Makes no
+    request when neither this attempt nor the ledger ``record`` has results to keep or read."""
+    results = dict(results or {})
+    meta = (job or {}).get("metadata") or {}
+    this: tuple[str, str | None] = (str(meta.get("name") or ""), meta.get("uid"))
+    attempts: list[rules.StoredResults] = []
+    if results or rules.has_stored_results(record, besides=this):
+        attempts = stored(
+            hook, namespace, identity.dag_id, identity.run_id, identity.task_id, identity.map_index
+        )
+    if job is not None and results:
+        mine = next((a for a in attempts if (a.job, a.uid) == this), None)
+        recorded = [a.spec_hash for a in (record.attempts if record else ()) if (a.job, a.uid) == this]
+        spec = recorded[-1] if recorded else (meta.get("annotations") or {}).get(ANNOTATION_SPEC_HASH)
+        store(hook, namespace, identity, job, results, generation=generation, spec_hash=spec, already=mine)
+        attempts = [a for a in attempts if (a.job, a.uid) != this]
+        attempts.append(
+            rules.StoredResults(
+                job=str(this[0]),
+                uid=str(this[1]),
+                generation=generation,
+                spec_hash=spec,
+                created="",  # appended last: merge_results lets it win
+                results={**(mine.results if mine else {}), **results},
+            )
+        )
+    return rules.merge_results(
+        attempts,
+        spec_hash=record.spec_hash if record is not None else None,
+        preview=rules.legacy_preview(record),
+    )
