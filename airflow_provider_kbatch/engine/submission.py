@@ -6,6 +6,13 @@ which indexes it runs), or do nothing because every index already completed. :fu
 carries the plan out through a hook (no Kubernetes client here) and handles the create race:
 a 409 is read back and adopted when it is ours. :func:`remove_superseded` deletes the earlier
 attempts' Jobs once an attempt succeeded and the run ledger holds what they did.
+
+"Ours" is the whole identity: the Job's identity annotations (full dag id, task id, run id, map
+index: :func:`~airflow_provider_kbatch.spec.names.identity_annotations`) name this task instance
+-- labels hold sanitised, hashed values and can collide -- and, for adoption, its labels and
+``kbatch.io/spec-hash`` match. A Job under our name or selector that names another task
+instance is never adopted: :class:`SubmissionError` (final) names it, what differs, and how to
+fix it.
 """
 
 from __future__ import annotations
@@ -18,8 +25,12 @@ from airflow_provider_kbatch.engine import ledger
 from airflow_provider_kbatch.errors import KbatchApiError, KbatchError
 from airflow_provider_kbatch.spec.intervals import IndexSet, map_local
 from airflow_provider_kbatch.spec.names import (
+    ANNOTATION_DAG_ID,
     ANNOTATION_INDEX_MAP,
+    ANNOTATION_MAP_INDEX,
+    ANNOTATION_RUN_ID,
     ANNOTATION_SPEC_HASH,
+    ANNOTATION_TASK_ID,
     JobIdentity,
     identity_from_annotations,
     job_name,
@@ -102,7 +113,16 @@ def plan_submission(
     completed: IndexSet,
     resume: bool,
 ) -> Plan:
-    """Decide what to do for this try of the task instance."""
+    """Decide what to do for this try of the task instance.
+
+    ``existing_jobs`` are the Jobs found by the task instance's selector; :class:`SubmissionError`
+    when one of them names another task instance in its identity annotations."""
+    for job in existing_jobs:
+        problem = identity_problem(job, identity)
+        if problem is not None:
+            raise SubmissionError(
+                _foreign(None, job["metadata"]["name"], problem, "its labels match this task's")
+            )
     ours = sorted(existing_jobs, key=job_generation)
     same_spec = [j for j in ours if _annotations(j).get(ANNOTATION_SPEC_HASH) == spec_hash]
     running_same = [j for j in same_spec if not job_outcome(j).finished]
@@ -143,13 +163,61 @@ def plan_submission(
     return Plan("create", name, generation, remaining, stale=stale, note=note)
 
 
-def is_ours(job: dict[str, Any], labels: dict[str, str], spec_hash: str) -> bool:
+def identity_problem(job: dict[str, Any], identity: JobIdentity) -> str | None:
+    """What in ``job``'s identity annotations differs from ``identity`` (``None``: the same task
+    instance; the try number may differ)."""
+    annotations = _annotations(job)
+    found = identity_from_annotations(annotations)
+    if found is None:
+        keys = (ANNOTATION_DAG_ID, ANNOTATION_TASK_ID, ANNOTATION_RUN_ID, ANNOTATION_MAP_INDEX)
+        return f"its identity annotations ({', '.join(keys)}) are missing or malformed"
+    if same_task_instance(found, identity):
+        return None
+    differs = [
+        f"{key} is {str(getattr(found, attr))!r}, not {str(getattr(identity, attr))!r}"
+        for key, attr in (
+            (ANNOTATION_DAG_ID, "dag_id"),
+            (ANNOTATION_TASK_ID, "task_id"),
+            (ANNOTATION_RUN_ID, "run_id"),
+            (ANNOTATION_MAP_INDEX, "map_index"),
+        )
+        if getattr(found, attr) != getattr(identity, attr)
+    ]
+    return "its annotations name another task instance: " + ", ".join(differs)
+
+
+def ownership_problem(
+    job: dict[str, Any], labels: dict[str, str], spec_hash: str, *, identity: JobIdentity | None
+) -> str | None:
+    """Why ``job`` (found under our name) is not this task instance's Job of this spec, or ``None``:
+    identity annotations (when ``identity`` is known), labels, ``kbatch.io/spec-hash``."""
+    problems = [identity_problem(job, identity)] if identity is not None else []
+    job_labels = job.get("metadata", {}).get("labels") or {}
+    wrong = [
+        f"{k}={job_labels.get(k)!r} (expected {v!r})" for k, v in labels.items() if job_labels.get(k) != v
+    ]
+    if wrong:
+        problems.append("its labels differ: " + ", ".join(wrong))
+    found = _annotations(job).get(ANNOTATION_SPEC_HASH)
+    if found != spec_hash:
+        problems.append(f"{ANNOTATION_SPEC_HASH} is {found!r}, not {spec_hash!r} (another spec)")
+    return "; ".join(p for p in problems if p) or None
+
+
+def is_ours(
+    job: dict[str, Any], labels: dict[str, str], spec_hash: str, *, identity: JobIdentity | None
+) -> bool:
     """A Job found under our name belongs to this task instance and runs this spec."""
-    meta = job.get("metadata", {})
-    job_labels = meta.get("labels") or {}
+    return ownership_problem(job, labels, spec_hash, identity=identity) is None
+
+
+def _foreign(namespace: str | None, name: str, problem: str, found: str) -> str:
+    where = f"{namespace}/{name}" if namespace else name
     return (
-        all(job_labels.get(k) == v for k, v in labels.items())
-        and _annotations(job).get(ANNOTATION_SPEC_HASH) == spec_hash
+        f"job {where} exists ({found}) but was not created for this task instance and spec: {problem}. "
+        "It was not adopted, and nothing was submitted. If it is not needed, delete it "
+        f"(kubectl delete job {name}{f' -n {namespace}' if namespace else ''}); otherwise rename this "
+        "task or DAG, since job names and labels are derived from them"
     )
 
 
@@ -164,17 +232,19 @@ def submit(
         return hook.create_job(namespace, manifest), True
     except JobAlreadyExists as exists:
         job = exists.job
-        if job and is_ours(job, manifest["metadata"].get("labels", {}), spec_hash):
+        labels = manifest["metadata"].get("labels", {})
+        identity = identity_from_annotations(manifest["metadata"].get("annotations"))
+        problem = (
+            ownership_problem(job, labels, spec_hash, identity=identity) if job else "it was not read back"
+        )
+        if problem is None:
             log.info(
-                "job %s/%s already exists and is ours (same labels and spec hash): adopting it",
+                "job %s/%s already exists and is ours (same identity, labels and spec hash): adopting it",
                 namespace,
                 name,
             )
             return job, False
-        raise SubmissionError(
-            f"job {namespace}/{name} exists but was not created for this task instance and spec "
-            "(labels or kbatch.io/spec-hash differ); delete it or change the task"
-        ) from exists
+        raise SubmissionError(_foreign(namespace, name, problem, "the create returned 409")) from exists
 
 
 def remove_superseded(
