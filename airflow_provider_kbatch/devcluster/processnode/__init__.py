@@ -6,13 +6,15 @@ each importing only those above it:
 - ``podenv``: container environment (``env``, ``envFrom``, ``fieldRef``, ``resourceFieldRef``
   with quantities read by ``spec.quantity``) and ``$(VAR)`` expansion, pure.
 - ``podstatus``: container states, pod phase and conditions as the kubelet reports them, the
-  restart rule, what a node restart leaves of a container, pure.
+  restart rule, what a node restart leaves of a container, pure (timestamps read by
+  ``spec.times``).
 - ``launch``: the command line that puts a container in its own mount namespace, mounts its
   volumes and drops to its user, pure.
 - ``host``: what this machine contributes: the Node object a kubelet registers, the environment
   every container starts from, the host tools.
 - ``volumes``: materialises volumes (emptyDir, configMap, secret, projected, PVC, hostPath).
-- ``containerlogs``: CRI-format log files and the reader behind ``/containerLogs``.
+- ``containerlogs``: CRI-format log files and the reader behind ``/containerLogs``
+  (``sinceTime`` read by ``spec.times``).
 - ``kubeapi``: a small asyncio client over raw JSON (no model classes: cheap at 1,000 pods); its
   retries are ``hooks.retry.RetryPolicy``'s, its ``Informer`` is ``hooks.watch.resumable_watch``
   under a policy that never gives up.

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from airflow_provider_kbatch.spec.times import parse_time
+
 MAX_LINE = 16 * 1024  # the runtime splits longer lines into partial entries
 TAIL_BLOCK = 64 * 1024
 
@@ -185,7 +187,7 @@ def since_threshold(since_seconds: int | None, since_time: str | None, now_ns: i
     if since_seconds is not None:
         return timestamp(now_ns - since_seconds * 10**9)
     if since_time:
-        parsed = datetime.datetime.fromisoformat(since_time.replace("Z", "+00:00"))
+        parsed = parse_time(since_time)
         return timestamp(int(parsed.timestamp()) * 10**9 + parsed.microsecond * 1000)
     return None
 

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_kbatch.spec.times import parse_time
+
 MAX_TERMINATION_MESSAGE = 4096  # kubecontainer.MaxContainerTerminationMessageLength
 MAX_POD_TERMINATION_MESSAGES = 12 * 1024  # kubecontainer.MaxPodTerminationMessageLogLength
 FALLBACK_LOG_LINES = 80  # kubecontainer.MaxContainerTerminationMessageLogLines
@@ -25,7 +27,8 @@ def rfc3339(ts: float) -> str:
 
 
 def parse_rfc3339(text: str) -> float:
-    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    """Epoch seconds of a timestamp the API server wrote (``spec.times``, the one parser)."""
+    return parse_time(text).timestamp()
 
 
 @dataclass
