@@ -166,6 +166,13 @@ def pod_index(pod: Mapping[str, Any]) -> int | None:
     return None
 
 
+def logical_index(pod: Mapping[str, Any], index_map: IndexSet | None = None) -> int | None:
+    """The logical index a pod runs: its completion index through the Job's index map (the one
+    definition; a resumed Job's local index k runs logical index ``index_map.nth(k)``)."""
+    local = pod_index(pod)
+    return None if local is None else _logical(local, index_map)
+
+
 def _logical(index: int, index_map: IndexSet | None) -> int:
     """Job-local -> logical index (unchanged without a map, or outside it)."""
     if index_map is None or index >= len(index_map):

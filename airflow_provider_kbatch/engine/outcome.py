@@ -28,10 +28,9 @@ from airflow_provider_kbatch.engine.waiter import Log
 from airflow_provider_kbatch.pipeline.results import results_ref, xcom_fields
 from airflow_provider_kbatch.pipeline.summary import split_output_summary
 from airflow_provider_kbatch.spec.intervals import IndexSet, map_local
-from airflow_provider_kbatch.spec.names import JobIdentity
+from airflow_provider_kbatch.spec.names import CONTROLLER_UID_LABEL, JobIdentity
 from airflow_provider_kbatch.status import describe_failure, job_outcome, pod_failures, pod_results
 
-CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
 LOG_TAIL_LINES = 20
 MAX_INDEXES_WITH_LOGS = 5
 MAX_LOGS = 12

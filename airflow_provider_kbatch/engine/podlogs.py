@@ -23,9 +23,8 @@ from typing import Any, Protocol
 
 from airflow_provider_kbatch.errors import NotFound, PodLogNotReady
 from airflow_provider_kbatch.spec.intervals import IndexSet
-
-JOB_INDEX_KEY = "batch.kubernetes.io/job-completion-index"
-CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
+from airflow_provider_kbatch.spec.names import CONTROLLER_UID_LABEL
+from airflow_provider_kbatch.status import logical_index
 
 
 class Log(Protocol):
@@ -56,16 +55,6 @@ class FinalRead:
     unreadable: dict[str, str] = field(default_factory=dict)  # pod -> why, named once
     over_budget: list[tuple[str, str]] = field(default_factory=list)
     foreign: list[str] = field(default_factory=list)  # matched the selector, not owned by the Job
-
-
-def logical_index(pod: Mapping[str, Any], index_map: IndexSet | None) -> int | None:
-    """The logical index a pod runs: its completion index mapped through the Job's index map."""
-    meta = pod.get("metadata") or {}
-    raw = (meta.get("labels") or {}).get(JOB_INDEX_KEY) or (meta.get("annotations") or {}).get(JOB_INDEX_KEY)
-    if raw is None or not str(raw).isdigit():
-        return None
-    local = int(raw)
-    return index_map.nth(local) if index_map is not None and local < len(index_map) else local
 
 
 def containers_of(pod: Mapping[str, Any]) -> list[str]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
 import time
 from collections.abc import Callable
@@ -24,29 +23,19 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from airflow_provider_kbatch.engine.podlogs import (
-    CONTROLLER_UID_LABEL,
-    JOB_INDEX_KEY,
     FinalRead,
     Log,
     LogBudget,
     containers_of,
     log_label,
-    logical_index,
     read_unstreamed,
 )
 from airflow_provider_kbatch.spec.intervals import IndexSet
-from airflow_provider_kbatch.status import JobOutcome, job_outcome, progress_line
+from airflow_provider_kbatch.spec.names import CONTROLLER_UID_LABEL
+from airflow_provider_kbatch.spec.times import time_or_none
+from airflow_provider_kbatch.status import JobOutcome, job_outcome, logical_index, progress_line
 
-__all__ = [
-    "CONTROLLER_UID_LABEL",
-    "JOB_INDEX_KEY",
-    "Log",
-    "WaitResult",
-    "WaitSettings",
-    "logical_index",
-    "suspended_seconds",
-    "wait_for_job",
-]
+__all__ = ["Log", "WaitResult", "WaitSettings", "suspended_seconds", "wait_for_job"]
 
 
 @dataclass(frozen=True)
@@ -115,11 +104,8 @@ def suspended_seconds(job: dict[str, Any], now: float) -> float:
     )
     if stamp is None and not status.get("startTime"):  # never ran: suspended since it was created
         stamp = (job.get("metadata") or {}).get("creationTimestamp")
-    try:
-        since = datetime.datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
-    return max(0.0, now - since)
+    since = time_or_none(stamp)
+    return 0.0 if since is None else max(0.0, now - since.timestamp())
 
 
 class _Watch:

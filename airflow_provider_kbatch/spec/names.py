@@ -34,6 +34,8 @@ ANNOTATION_INDEX_MAP = "kbatch.io/index-map"
 
 #: Label (1.28+) and annotation set by the Job controller on every pod of an Indexed Job.
 JOB_COMPLETION_INDEX_KEY = "batch.kubernetes.io/job-completion-index"
+#: Label the Job controller puts on every pod of a Job: the Job's uid (its pods' selector).
+CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
 
 #: Label keys this module owns; user labels may not set them.
 RESERVED_LABELS = frozenset(

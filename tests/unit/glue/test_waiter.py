@@ -18,8 +18,6 @@ import pytest
 from kubernetes import client
 
 from airflow_provider_kbatch.engine.waiter import (
-    CONTROLLER_UID_LABEL,
-    JOB_INDEX_KEY,
     WaitResult,
     WaitSettings,
     suspended_seconds,
@@ -27,6 +25,8 @@ from airflow_provider_kbatch.engine.waiter import (
 )
 from airflow_provider_kbatch.errors import JobDeleted, NotFound
 from airflow_provider_kbatch.spec.intervals import IndexSet
+from airflow_provider_kbatch.spec.names import CONTROLLER_UID_LABEL
+from airflow_provider_kbatch.spec.names import JOB_COMPLETION_INDEX_KEY as JOB_INDEX_KEY
 from tests.unit.hooks.fakes import to_dict
 
 NS, NAME, UID = "batch", "kb-etl-ingest-0123456789-g1", "uid-1"
