@@ -6,6 +6,8 @@ worker image without Airflow or the Kubernetes client installed.
 
 from __future__ import annotations
 
+import copy
+
 __version__ = "0.1.0"
 
 
@@ -57,4 +59,37 @@ def get_provider_info() -> dict:
                 "tags": ["software"],
             }
         ],
+        "config": copy.deepcopy(CONFIG),
     }
+
+
+#: The ``[kbatch]`` section of Airflow's configuration: every option the provider reads
+#: (``glue/settings.py`` reads each one, with the same defaults). ``airflow config get-value
+#: kbatch <option>`` and ``airflow config list`` show them.
+CONFIG = {
+    "kbatch": {
+        "description": "Options of the kbatch provider (batch stages as native Kubernetes Jobs).\n",
+        "options": {
+            "default_deferrable": {
+                "description": "Whether KbatchJobOperator, KbatchJobSensor and KbatchOutputSensor wait in "
+                "the triggerer when their ``deferrable`` argument is not given (a sensor given an "
+                "explicit ``mode=`` waits that way). Airflow's ``[operators] default_deferrable`` is "
+                "not read: its default, False, is written out in every generated airflow.cfg, so an "
+                "explicit False cannot be told from it.\n",
+                "version_added": "0.1.0",
+                "type": "boolean",
+                "example": "False",
+                "default": "True",
+            },
+            "trigger_event_hold_seconds": {
+                "description": "Seconds after a deferral during which a kbatch trigger holds an event "
+                "that came early: Airflow 3.3 can mark a task failed when its trigger fires within "
+                "seconds of the deferral (apache/airflow#72716). 0 turns the hold off.\n",
+                "version_added": "0.1.0",
+                "type": "float",
+                "example": "0",
+                "default": "6.0",
+            },
+        },
+    }
+}

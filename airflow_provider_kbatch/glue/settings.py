@@ -1,14 +1,26 @@
 """The options kbatch reads from Airflow's configuration, each read in one place.
 
-Every option is declared in the provider info (``get_provider_info()["config"]``), so
-``airflow config get-value kbatch <option>`` and ``airflow config list`` show it with its default.
+Every option is declared in the provider info (``get_provider_info()["config"]``, section
+``[kbatch]``), so ``airflow config get-value kbatch <option>`` and ``airflow config list`` show it
+with its default; :data:`DEFAULTS` holds the same defaults (a test keeps both in step).
 """
 
 from __future__ import annotations
 
+import logging
+
 from airflow.providers.common.compat.sdk import conf
 
+log = logging.getLogger(__name__)
+
+SECTION = "kbatch"
 EVENT_HOLD_DEFAULT = 6.0
+DEFERRABLE_DEFAULT = True
+#: option -> default, for every option of ``[kbatch]``
+DEFAULTS: dict[str, object] = {
+    "trigger_event_hold_seconds": EVENT_HOLD_DEFAULT,
+    "default_deferrable": DEFERRABLE_DEFAULT,
+}
 
 
 def event_hold_seconds() -> float:
@@ -19,19 +31,41 @@ def event_hold_seconds() -> float:
     """
     try:
         return max(
-            0.0, float(conf.getfloat("kbatch", "trigger_event_hold_seconds", fallback=EVENT_HOLD_DEFAULT))
+            0.0, float(conf.getfloat(SECTION, "trigger_event_hold_seconds", fallback=EVENT_HOLD_DEFAULT))
         )
     except (TypeError, ValueError):
         return EVENT_HOLD_DEFAULT
 
 
 def default_deferrable() -> bool:
-    """Deferrable unless ``[operators] default_deferrable`` was explicitly changed from its default."""
+    """``[kbatch] default_deferrable`` (default True): whether kbatch's operators and sensors wait
+    in the triggerer when their ``deferrable`` argument is not given.
+
+    Airflow's own ``[operators] default_deferrable`` is deliberately not read: its default is
+    False and the ``airflow.cfg`` Airflow generates writes ``default_deferrable = false`` out, so
+    an explicit False cannot be told from the default. Honouring it would make kbatch wait in
+    the worker on every fresh installation (DESIGN: deferrable by default); ignoring only its
+    False (what kbatch did before) made an explicit ``False`` powerless. kbatch's own option has
+    kbatch's default, and an explicit setting always wins.
+    """
     try:
-        value = conf.get("operators", "default_deferrable", fallback=None)
-        default = conf.get_default_value("operators", "default_deferrable")
-    except Exception:
-        return True
-    if value is not None and str(value).lower() != str(default).lower():
-        return str(value).lower() in ("true", "1", "yes", "on")
-    return True
+        return bool(conf.getboolean(SECTION, "default_deferrable", fallback=DEFERRABLE_DEFAULT))
+    except Exception as err:  # a typo in the config: say so, keep the documented default
+        log.warning("[kbatch] default_deferrable is not a boolean (%s); using %s", err, DEFERRABLE_DEFAULT)
+        return DEFERRABLE_DEFAULT
+
+
+def resolve_deferrable(deferrable: bool | None, *, mode_given: bool = False) -> bool:
+    """The one rule for ``deferrable`` of every kbatch operator and sensor.
+
+    1. ``deferrable=True`` / ``False`` passed to the class wins;
+    2. else a sensor given an explicit ``mode=`` (``"poke"`` or ``"reschedule"``) waits that way;
+    3. else ``[kbatch] default_deferrable`` (:func:`default_deferrable`, default True).
+    """
+    if deferrable is not None:
+        if not isinstance(deferrable, bool):
+            raise TypeError(f"deferrable must be True, False or None (the rule), got {deferrable!r}")
+        return deferrable
+    if mode_given:
+        return False
+    return default_deferrable()

@@ -1,8 +1,9 @@
 """KbatchJobOperator -- one pipeline stage as one native Kubernetes Job -- and the lifecycle
 operators (delete, suspend, resume).
 
-Thin Airflow glue: the manifest is built and validated by :mod:`airflow_provider_kbatch.spec`,
-submission decided by :mod:`airflow_provider_kbatch.engine.submission`, the outcome read by
+Thin Airflow glue: the arguments become one stage in :mod:`airflow_provider_kbatch.operators.stage`,
+the manifest is built and validated by :mod:`airflow_provider_kbatch.spec`, submission decided by
+:mod:`airflow_provider_kbatch.engine.submission`, the outcome read by
 :mod:`airflow_provider_kbatch.status`, the wait done by :mod:`airflow_provider_kbatch.engine.waiter`,
 and every API call made by :mod:`airflow_provider_kbatch.hooks.kbatch`.
 """
@@ -12,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from airflow.exceptions import AirflowProviderDeprecationWarning
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
@@ -23,12 +25,23 @@ from airflow_provider_kbatch.engine import ledger
 from airflow_provider_kbatch.engine.outcome import finish_stage
 from airflow_provider_kbatch.engine.submission import GENERATION_ANNOTATION, Plan, plan_submission, submit
 from airflow_provider_kbatch.engine.waiter import WaitSettings, wait_for_job
-from airflow_provider_kbatch.glue.assets import emit_output_event, output_outlet
+from airflow_provider_kbatch.glue.assets import emit_output_event
 from airflow_provider_kbatch.glue.errors import airflow_errors
 from airflow_provider_kbatch.glue.metrics import emit as emit_metrics
 from airflow_provider_kbatch.glue.metrics import stage_metrics
-from airflow_provider_kbatch.glue.settings import default_deferrable, event_hold_seconds
+from airflow_provider_kbatch.glue.settings import event_hold_seconds, resolve_deferrable
 from airflow_provider_kbatch.hooks.connected import KbatchConnected
+from airflow_provider_kbatch.hooks.connection import task_namespace
+from airflow_provider_kbatch.operators.stage import (
+    JOB_PARAMETERS,
+    POD_FIELDS,
+    Stage,
+    errors_of,
+    input_names,
+    named,
+    port_asset,
+    spec_arguments,
+)
 from airflow_provider_kbatch.pipeline.contracts import Contract
 from airflow_provider_kbatch.pipeline.workspace import (
     Ports,
@@ -37,86 +50,160 @@ from airflow_provider_kbatch.pipeline.workspace import (
     ports_problems,
     wire_stage,
 )
-from airflow_provider_kbatch.spec.errors import KbatchSpecError, KbatchSpecErrors
+from airflow_provider_kbatch.spec.errors import KbatchSpecError, KbatchSpecErrors, ProblemCollector
 from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.spec.manifest import build_job_manifest, spec_hash
-from airflow_provider_kbatch.spec.names import JobIdentity, selector_for
-from airflow_provider_kbatch.spec.stage import StageSpec
-from airflow_provider_kbatch.spec.validation import validate_stage
+from airflow_provider_kbatch.spec.names import ANNOTATION_SPEC_HASH, JobIdentity, selector_for
+from airflow_provider_kbatch.spec.stage import (
+    DEFAULT_TTL_SECONDS_AFTER_FINISHED,
+    CompletionMode,
+    EnvValue,
+    FailAction,
+    PodOptions,
+    PodReplacementPolicy,
+    Resources,
+    StageSpec,
+)
+from airflow_provider_kbatch.spec.validation import namespace_problem, stage_problems, validate_server_version
 from airflow_provider_kbatch.status import job_outcome
 from airflow_provider_kbatch.triggers.job import KbatchJobTrigger
 
 if TYPE_CHECKING:
+    import jinja2
     from airflow.sdk import Context
 
+
+__all__ = [
+    "KbatchDeleteJobOperator",
+    "KbatchJobOperator",
+    "KbatchResumeJobOperator",
+    "KbatchSuspendJobOperator",
+    "PodOptions",
+]
 
 log = logging.getLogger(__name__)
 
 OnKill = Literal["delete", "suspend", "keep"]
-
-
-def _load_template(template: Mapping[str, Any] | str | None) -> dict[str, Any] | None:
-    """A Job template as a dict, or from a YAML/JSON file path."""
-    if template is None or isinstance(template, Mapping):
-        return dict(template) if template is not None else None
-    import yaml
-
-    path = Path(template)
-    if not path.is_file():
-        raise KbatchSpecError(
-            "job_template", f"file {template!r} does not exist", "pass a dict or a YAML path"
-        )
-    loaded = yaml.safe_load(path.read_text())
-    if not isinstance(loaded, dict):
-        raise KbatchSpecError("job_template", f"{template!r} does not hold a mapping", "write a Job manifest")
-    return loaded
+#: StageSpec fields held under another attribute name
+_ATTRIBUTES = {"resources": "container_resources"}
 
 
 class KbatchJobOperator(KbatchConnected, BaseOperator):
-    """Run one stage as one Kubernetes ``batch/v1`` Job and wait for it (deferrable by default).
+    """Run one stage as one Kubernetes ``batch/v1`` Job and wait for it.
 
     Pod retries stay in Kubernetes (``backoff_limit``, ``backoff_limit_per_index``,
     ``fail_on_exit_codes`` / ``pod_failure_policy``); the task fails when the Job fails, without
     Airflow retries when a ``FailJob`` rule matched. A retry of the task adopts a still running Job
     of the same spec and, with ``resume=True``, runs only the indexes that did not complete.
 
+    Every argument is checked after templating and before anything is submitted: a mistake fails
+    the task without Airflow retries (``KbatchInvalidStage``, an ``AirflowFailException``) with a
+    message that names each wrong field and its fix. Templated number and flag fields may render
+    to strings (``completions="{{ params.n }}"`` renders ``"6"``, which counts as 6; ``"six"`` is
+    reported).
+
+    The container:
+
     :param image: container image (templated).
-    :param command: entrypoint (templated).
-    :param args: arguments (templated).
-    :param env: environment: plain strings, or ``EnvFromSecret`` / ``EnvFromConfigMap`` references (templated).
-    :param namespace: namespace of the Job (templated).
-    :param completions: number of indexes; more than one makes an Indexed Job.
-    :param parallelism: pods at once.
-    :param job_template: a Job manifest (dict or YAML path) merged underneath the typed fields (templated).
+    :param command: entrypoint, a list of strings (templated). A single string is an error: use
+        ``["sh", "-c", "<shell line>"]`` for a shell line.
+    :param args: arguments, a list of strings (templated).
+    :param env: environment: plain strings, or ``EnvFromSecret`` / ``EnvFromConfigMap`` /
+        ``EnvFromField`` references (templated).
+    :param resources: ``{"requests": {...}, "limits": {...}}`` or ``Resources(...)`` (templated;
+        held as ``container_resources``: ``resources`` is BaseOperator's).
+
+    Where it runs:
+
+    :param namespace: namespace of the Job, the run ledger and the workspace claim (templated).
+        ``None`` (default): the connection's ``namespace`` extra, else ``default`` -- resolved
+        when the task runs, like the cncf operators. An invalid name fails before any request.
+    :param conn_id: Airflow connection of type ``kubernetes`` (templated).
+    :param cluster_context: kubeconfig context (overrides the connection's).
+    :param config_file: kubeconfig path (overrides the connection's).
+
+    Fan-out:
+
+    :param completions: number of indexes (templated; default 1); more than one is an Indexed
+        fan-out, each pod learns its logical index (``KBATCH_INDEX``).
+    :param parallelism: pods at once (templated).
+    :param completion_mode: ``Indexed`` (default) or ``NonIndexed`` (templated).
+
+    Pod retries and failures (Kubernetes-side; Airflow retries are the task's ``retries``):
+
+    :param backoff_limit: pod failures the Job tolerates (templated).
+    :param backoff_limit_per_index: pod failures tolerated per index (templated).
+    :param max_failed_indexes: failed indexes before the Job fails (templated; needs
+        ``backoff_limit_per_index``).
+    :param fail_on_exit_codes: exit codes that end the Job at once (a ``FailJob`` rule: the task
+        fails without Airflow retries) (templated).
+    :param fail_on_exit_codes_action: ``FailJob`` (default) or ``FailIndex``.
+    :param ignore_disruptions: evictions, preemptions and drains (``DisruptionTarget``) do not
+        count as failures; default True unless ``pod_failure_policy`` is given.
+    :param pod_failure_policy: a raw ``podFailurePolicy`` (camelCase dict) (templated).
+    :param pod_replacement_policy: ``Failed`` or ``TerminatingOrFailed``.
+
+    Success:
+
+    :param min_success_ratio: succeed once this share of the indexes succeeded (templated).
+    :param success_indexes: succeed once these indexes succeeded, e.g. ``"0-9,20"`` (templated).
+    :param success_policy: a raw ``successPolicy`` (camelCase dict) (templated).
+
+    Lifetime and scheduling:
+
+    :param active_deadline_seconds: the Job's deadline (templated).
+    :param ttl_seconds_after_finished: finished Jobs are garbage-collected after this (templated;
+        default 86400, ``None`` keeps them).
+    :param suspend: create the Job suspended (templated).
+    :param priority_class_name: the pods' PriorityClass (templated).
+    :param queue_name: Kueue LocalQueue: the Job is created suspended with the queue label (templated).
+
+    Metadata, template and pod:
+
+    :param labels: labels of the Job and its pods (templated).
+    :param annotations: annotations of the Job and its pods (templated).
+    :param job_template: a Job manifest (dict or YAML path) merged underneath the typed fields
+        (templated). Where the Job schema has an object or a list, it must hold one.
+    :param pod: the pod-template details (:class:`~airflow_provider_kbatch.spec.stage.PodOptions`:
+        node selector, tolerations, service account, volumes and mounts, working dir, container
+        name, image pull policy and secrets, env_from, pod security, run_as) (templated: its
+        string fields). Problems are named ``pod.<field>``.
+    :param stage_options: compatibility: StageSpec fields as a dict (a field also given as a
+        parameter or in ``pod`` with another value is an error). Pod fields passed as keywords
+        (``volumes=...``) still work too, with a deprecation warning: use ``pod=``.
+
+    Waiting:
+
     :param resume: an Airflow retry runs only the indexes that did not complete before.
-    :param deferrable: wait in the triggerer (default) or in the worker.
+    :param deferrable: wait in the triggerer (True) or in the worker (False). ``None`` (default):
+        ``[kbatch] default_deferrable`` (default True). The same rule for every kbatch operator and
+        sensor (``glue.settings.resolve_deferrable``).
     :param on_kill: what killing the task does to the Job: ``delete`` (foreground), ``suspend`` or ``keep``.
     :param queue_timeout: fail when the Job waits suspended (e.g. in a Kueue queue) longer than this.
     :param progress_interval: seconds between progress lines in the task log.
     :param stream_logs: stream the logs of every index into the task log.
+    :param max_log_streams: at most this many pod log streams at once.
+
+    Pipelines:
+
     :param workspace: the run's storage (:class:`~airflow_provider_kbatch.pipeline.workspace.Workspace`): an
         existing claim, or one claim per DAG run created by the first stage that needs it.
     :param output: name of the stage's output: mounted read-write at ``/kbatch/out/<output>``
         (``KBATCH_OUTPUT_DIR``), recorded in the run ledger when the stage succeeds, and declared as
-        the Airflow Asset ``kbatch://<namespace>/<dag id>/<output>`` (through an AssetAlias
-        ``kbatch:<dag id>/<output>`` when the namespace is templated). Kept as ``output_name``
-        (``output`` is the operator's XComArg).
+        the outlet Asset ``kbatch://<namespace>/<dag id>/<output>`` -- through the AssetAlias
+        ``kbatch:<dag id>/<output>`` when the namespace is known only at run time (templated, or
+        ``None``: the connection's); the Asset attached to it then names the namespace the stage
+        ran in. Kept as ``output_name`` (``output`` is the operator's XComArg).
     :param inputs: upstream output names, or a mapping name -> producing task id; each is mounted
         read-only at ``/kbatch/in/<name>`` (``KBATCH_INPUT_<NAME>_DIR``) after the ledger showed it
-        was produced in this run, on the claim mounted now.
+        was produced in this run, on the claim mounted now. Each is declared as an inlet (the same
+        Asset or AssetAlias as the producer's outlet), so the Asset shows this task as a consumer.
     :param produces: the :class:`~airflow_provider_kbatch.pipeline.contracts.Contract` of the output
         (``KBATCH_OUTPUT_CONTRACT``; the runtime helper validates every record against it).
     :param accepts: input name -> accepted contract, checked against the ledger before the Job is
         submitted (incompatible: the task fails, nothing is submitted) and in the pod.
     :param checkpoint: a per-index checkpoint directory that survives pod and Airflow retries
         (``KBATCH_CHECKPOINT_DIR``; ``runtime.checkpoint``).
-
-    Every other parameter is a field of :class:`~airflow_provider_kbatch.spec.stage.StageSpec`
-    (``backoff_limit``, ``backoff_limit_per_index``, ``max_failed_indexes``,
-    ``fail_on_exit_codes``, ``ignore_disruptions``, ``pod_failure_policy``, ``min_success_ratio``,
-    ``success_indexes``, ``success_policy``, ``active_deadline_seconds``,
-    ``ttl_seconds_after_finished``, ``priority_class_name``, ``queue_name``, ``resources``,
-    ``node_selector``, ``tolerations``, ``service_account_name``, ``pod_security``, ...).
     """
 
     template_fields: Sequence[str] = (
@@ -125,9 +212,27 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         "args",
         "env",
         "namespace",
-        "job_template",
+        "conn_id",
+        "completions",
+        "parallelism",
+        "completion_mode",
+        "backoff_limit",
+        "backoff_limit_per_index",
+        "max_failed_indexes",
+        "fail_on_exit_codes",
+        "pod_failure_policy",
+        "min_success_ratio",
+        "success_indexes",
+        "success_policy",
+        "active_deadline_seconds",
+        "ttl_seconds_after_finished",
+        "suspend",
+        "priority_class_name",
+        "queue_name",
         "labels",
         "annotations",
+        "job_template",
+        "pod",
         "job_manifest",
     )
     template_fields_renderers = {"job_manifest": "json", "job_template": "json", "env": "json"}
@@ -142,15 +247,36 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         image: str,
         command: Sequence[str] | None = None,
         args: Sequence[str] | None = None,
-        env: Mapping[str, Any] | None = None,
-        namespace: str = "default",
+        env: Mapping[str, EnvValue] | None = None,
+        resources: Resources | Mapping[str, Any] | None = None,
+        namespace: str | None = None,
         conn_id: str = "kubernetes_default",
         cluster_context: str | None = None,
         config_file: str | None = None,
-        completions: int = 1,
-        job_template: Mapping[str, Any] | str | None = None,
+        completions: int | str = 1,
+        parallelism: int | str | None = None,
+        completion_mode: CompletionMode | None = None,
+        backoff_limit: int | str | None = None,
+        backoff_limit_per_index: int | str | None = None,
+        max_failed_indexes: int | str | None = None,
+        fail_on_exit_codes: Sequence[int | str] = (),
+        fail_on_exit_codes_action: FailAction = "FailJob",
+        ignore_disruptions: bool | None = None,
+        pod_failure_policy: Mapping[str, Any] | None = None,
+        pod_replacement_policy: PodReplacementPolicy | None = None,
+        min_success_ratio: float | str | None = None,
+        success_indexes: str | None = None,
+        success_policy: Mapping[str, Any] | None = None,
+        active_deadline_seconds: int | str | None = None,
+        ttl_seconds_after_finished: int | str | None = DEFAULT_TTL_SECONDS_AFTER_FINISHED,
+        suspend: bool | str = False,
+        priority_class_name: str | None = None,
+        queue_name: str | None = None,
         labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | None = None,
+        job_template: Mapping[str, Any] | str | None = None,
+        pod: PodOptions | None = None,
+        stage_options: Mapping[str, Any] | None = None,
         resume: bool = True,
         deferrable: bool | None = None,
         on_kill: OnKill = "delete",
@@ -158,7 +284,6 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         progress_interval: float = 30.0,
         stream_logs: bool = True,
         max_log_streams: int = 16,
-        stage_options: Mapping[str, Any] | None = None,
         workspace: Workspace | None = None,
         output: str | None = None,
         inputs: Sequence[str] | Mapping[str, str] | None = None,
@@ -167,54 +292,131 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         checkpoint: bool = False,
         **kwargs: Any,
     ) -> None:
-        spec_fields = set(StageSpec.__dataclass_fields__)
-        options = {k: kwargs.pop(k) for k in list(kwargs) if k in spec_fields}
+        legacy = {k: kwargs.pop(k) for k in list(kwargs) if k in POD_FIELDS}
+        if legacy:
+            warnings.warn(
+                f"KbatchJobOperator: pass {', '.join(sorted(legacy))} as pod=PodOptions(...) "
+                "(keywords of pod fields are kept for compatibility)",
+                AirflowProviderDeprecationWarning,
+                stacklevel=2,
+            )
         super().__init__(**kwargs)
+        self.image = image
+        self.command = command
+        self.args = args
+        self.env = env
+        # not ``self.resources``: BaseOperator owns that name (Airflow's task resources); rendered
+        # with the template fields all the same (``_do_render_template_fields``)
+        self.container_resources = resources
+        self.namespace = namespace
+        self.conn_id = conn_id
+        self.cluster_context = cluster_context
+        self.config_file = config_file
+        self.completions = completions
+        self.parallelism = parallelism
+        self.completion_mode = completion_mode
+        self.backoff_limit = backoff_limit
+        self.backoff_limit_per_index = backoff_limit_per_index
+        self.max_failed_indexes = max_failed_indexes
+        self.fail_on_exit_codes = fail_on_exit_codes
+        self.fail_on_exit_codes_action = fail_on_exit_codes_action
+        self.ignore_disruptions = ignore_disruptions
+        self.pod_failure_policy = pod_failure_policy
+        self.pod_replacement_policy = pod_replacement_policy
+        self.min_success_ratio = min_success_ratio
+        self.success_indexes = success_indexes
+        self.success_policy = success_policy
+        self.active_deadline_seconds = active_deadline_seconds
+        self.ttl_seconds_after_finished = ttl_seconds_after_finished
+        self.suspend = suspend
+        self.priority_class_name = priority_class_name
+        self.queue_name = queue_name
+        self.labels = labels
+        self.annotations = annotations
+        self.job_template = job_template
+        self.pod = pod
+        self.stage_options = stage_options
+        self.legacy_pod_options = legacy
+        self.resume = resume
+        self.deferrable = resolve_deferrable(deferrable)
+        self.on_kill_action = on_kill
+        self.queue_timeout = queue_timeout
+        self.progress_interval = progress_interval
+        self.stream_logs = stream_logs
+        self.max_log_streams = max_log_streams
         self.workspace = workspace
         self.output_name = output
         self.inputs = inputs
         self.produces = produces
         self.accepts = accepts
         self.checkpoint = checkpoint
-        self.image = image
-        self.command = command
-        self.args = args
-        self.env = env
-        self.namespace = namespace
-        self.conn_id = conn_id
-        self.cluster_context = cluster_context
-        self.config_file = config_file
-        self.completions = completions
-        self.job_template = job_template
-        self.labels = labels
-        self.annotations = annotations
-        self.resume = resume
-        self.deferrable = default_deferrable() if deferrable is None else deferrable
-        self.on_kill_action = on_kill
-        self.queue_timeout = queue_timeout
-        self.progress_interval = progress_interval
-        self.stream_logs = stream_logs
-        self.max_log_streams = max_log_streams
-        self.stage_options = {**dict(stage_options or {}), **options}
         self.job_manifest: dict[str, Any] | None = None
         self._job: tuple[str, str] | None = None  # (namespace, name) once submitted
-        if output is not None and self.has_dag():
-            self.outlets = [*self.outlets, output_outlet(namespace, self.dag_id, output)]
+        self._stage: Stage | None = None  # this try's stage, built once (render or execute)
+        self._namespace: str | None = None  # resolved once
+        self._manifest_memo: tuple[tuple[Any, ...], dict[str, Any]] | None = None
+        if self.has_dag():
+            if output is not None:
+                self.outlets = [*self.outlets, port_asset(namespace, self.dag_id, output)]
+            self.inlets = [
+                *self.inlets,
+                *(port_asset(namespace, self.dag_id, n) for n in input_names(inputs)),
+            ]
 
-    # ---------------------------------------------------------------- pure parts
-    def stage_spec(self) -> StageSpec:
-        """The typed stage description of this task (after templating)."""
-        return StageSpec(
-            image=self.image,
-            command=tuple(self.command) if self.command is not None else None,
-            args=tuple(self.args) if self.args is not None else None,
-            env=dict(self.env or {}),
-            completions=self.completions,
-            job_template=_load_template(self.job_template),
-            labels=dict(self.labels or {}),
-            annotations=dict(self.annotations or {}),
-            **self.stage_options,
+    # ---------------------------------------------------------------- the stage (operators/stage.py)
+    def _spec_arguments(self) -> tuple[dict[str, Any], frozenset[str]]:
+        return spec_arguments(
+            {name: getattr(self, _ATTRIBUTES.get(name, name)) for name in JOB_PARAMETERS},
+            pod=self.pod,
+            stage_options=self.stage_options,
+            legacy=self.legacy_pod_options,
         )
+
+    def stage_spec(self) -> StageSpec:
+        """The typed stage description of this task (after templating), not validated yet."""
+        return StageSpec(**self._spec_arguments()[0])
+
+    def _build_stage(self, identity: JobIdentity) -> Stage:
+        """Build, validate and wire the stage: every mistake in the arguments, named, no I/O."""
+        problems = ProblemCollector()
+        spec = None
+        try:
+            arguments, from_pod = self._spec_arguments()
+            spec = StageSpec(**arguments)
+        except KbatchSpecError as err:
+            problems.extend(errors_of(err))
+        else:
+            problems.extend(named(stage_problems(spec), from_pod))
+        if self.namespace is not None:  # the connection's is checked when it is read
+            problem = namespace_problem(self.namespace)
+            if problem is not None:
+                problems.add(problem.field, problem.problem, problem.fix)
+        problems.raise_if_any()
+        assert spec is not None
+        ports = self.pipeline_ports()
+        port_problems = ports_problems(ports, self.workspace, map_index=identity.map_index)
+        if port_problems:
+            raise port_problems[0] if len(port_problems) == 1 else KbatchSpecErrors(port_problems)
+        shown = spec
+        if self.workspace is not None:  # the claim a first stage would create; clashes raise here
+            claim = self.workspace.claim_name or claim_name(identity.dag_id, identity.run_id)
+            shown = wire_stage(spec, self.workspace, ports, identity, claim)
+        return Stage(identity=identity, spec=spec, ports=ports, shown=shown)
+
+    def stage(self, context: Context) -> Stage:
+        """This try's stage, built from the rendered arguments once (raises ``KbatchSpecError``)."""
+        identity = self.identity(context)
+        if self._stage is None or self._stage.identity != identity:
+            self._stage = self._build_stage(identity)
+        return self._stage
+
+    def resolved_namespace(self) -> str:
+        """``namespace``, else the connection's ``namespace`` extra, else ``default``; checked."""
+        if self._namespace is None:
+            self._namespace = task_namespace(
+                self.namespace, lambda: self.hook.get_namespace(), conn_id=self.conn_id
+            )
+        return self._namespace
 
     @staticmethod
     def identity(context: Context) -> JobIdentity:
@@ -235,18 +437,31 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
             queue_timeout=self.queue_timeout,
         )
 
-    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
-        """Render, then build the Job manifest so the UI's rendered fields show what runs."""
-        super().render_template_fields(context, jinja_env)
+    def _do_render_template_fields(
+        self,
+        parent: Any,
+        template_fields: Any,
+        context: Context,
+        jinja_env: jinja2.Environment,
+        seen_oids: set[int],
+    ) -> None:
+        """Render, then the pod options, then build the stage and its Job manifest so the UI's
+        rendered fields show what runs. (This hook, not ``render_template_fields``: a mapped
+        task's expansion calls only this one.)"""
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+        if parent is not self:
+            return
+        self.container_resources = self.render_template(self.container_resources, context, jinja_env)
+        if isinstance(self.pod, PodOptions):
+            self.pod = self.pod.rendered(lambda value: self.render_template(value, context, jinja_env))
+        self._stage = None
+        self._namespace = None
         try:
-            spec = self.stage_spec()
-            validate_stage(spec)
-            identity = self.identity(context)
-            if self.workspace is not None:  # the claim a first stage would create
-                claim = self.workspace.claim_name or claim_name(identity.dag_id, identity.run_id)
-                spec = wire_stage(spec, self.workspace, self.pipeline_ports(), identity, claim)
-            self.job_manifest = self._build_manifest(spec, identity, identity.try_number)
-        except (KbatchSpecError, ValueError) as err:  # execute raises it again, before any I/O
+            stage = self.stage(context)
+            self.job_manifest = self._manifest(
+                stage.shown, self.resolved_namespace(), stage.identity, stage.identity.try_number
+            )
+        except Exception as err:  # execute raises it again, before any request, and decides
             self.job_manifest = {"invalid": str(err)}
 
     # ---------------------------------------------------------------- pipeline (workspace.py, handoff.py)
@@ -273,36 +488,24 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
                 declared[producer] = task.pipeline_ports().produces
         return Ports(ports.output, inputs, ports.produces, ports.accepts, ports.checkpoint), declared
 
-    def validate_ports(self, map_index: int = -1) -> Ports:
-        """The ports, or ``KbatchSpecError(s)`` naming every mistake (no I/O)."""
-        ports = self.pipeline_ports()
-        problems = ports_problems(ports, self.workspace, map_index=map_index)
-        if problems:
-            raise problems[0] if len(problems) == 1 else KbatchSpecErrors(problems)
-        if self.workspace is not None:  # clashes with the author's env, volumes, mounts (any claim)
-            spec = self.stage_spec()
-            probe = JobIdentity(dag_id="dag", task_id="task", run_id="run", map_index=max(map_index, -1))
-            wire_stage(spec, self.workspace, ports, probe, "claim")
-        return ports
-
-    def _prepare_pipeline(self, context: Context, spec: StageSpec, identity: JobIdentity) -> StageSpec:
+    def _prepare_pipeline(self, context: Context, stage: Stage, namespace: str) -> StageSpec:
         """Check the inputs against the ledger, make sure the workspace exists; the spec wired to
         it (its hash covers claim, sub-paths and contracts)."""
         from airflow_provider_kbatch.engine import storage
         from airflow_provider_kbatch.pipeline.handoff import InputCheckError
 
         if self.workspace is None:
-            return spec
-        ports, declared = self._declared_producers(self.validate_ports(identity.map_index))
+            return stage.spec
+        ports, declared = self._declared_producers(stage.ports)
         logical_date = context.get("logical_date")
         try:
             prepared = storage.prepare_stage(
                 self.hook,
-                self.namespace,
-                identity,
+                namespace,
+                stage.identity,
                 workspace=self.workspace,
                 ports=ports,
-                spec=spec,
+                spec=stage.spec,
                 declared=declared,
                 logical_date=logical_date.isoformat() if logical_date else None,
                 log=self.log,
@@ -336,19 +539,18 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
     # ---------------------------------------------------------------- execution
     def execute(self, context: Context) -> Any:
         with airflow_errors():  # every mistake, named, before any request; not retried
-            spec = self.stage_spec()
-            validate_stage(spec)
-            identity = self.identity(context)
-            self.validate_ports(identity.map_index)
-            validate_stage(spec, server_version=self.hook.server_version())
-        spec = self._prepare_pipeline(context, spec, identity)
+            stage = self.stage(context)
+            namespace = self.resolved_namespace()
+            validate_server_version(stage.spec, self.hook.server_version())
+        identity = stage.identity
+        spec = self._prepare_pipeline(context, stage, namespace)
         digest = spec_hash(spec)
         completed = (
-            ledger.completed_for_resume(self.hook, self.namespace, identity, digest)
+            ledger.completed_for_resume(self.hook, namespace, identity, digest)
             if self.resume
             else IndexSet.of([])
         )
-        existing = self.hook.list_jobs(self.namespace, selector_for(identity))
+        existing = self.hook.list_jobs(namespace, selector_for(identity))
         plan = plan_submission(
             identity=identity,
             spec_hash=digest,
@@ -358,15 +560,13 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
             resume=self.resume,
         )
         for stale in plan.stale:
-            self.log.warning(
-                "deleting job %s/%s: an earlier attempt with another spec", self.namespace, stale
-            )
-            self.hook.delete_job(self.namespace, stale)
-        self.log.info("job %s/%s: %s", self.namespace, plan.job_name, plan.note)
+            self.log.warning("deleting job %s/%s: an earlier attempt with another spec", namespace, stale)
+            self.hook.delete_job(namespace, stale)
+        self.log.info("job %s/%s: %s", namespace, plan.job_name, plan.note)
         if plan.action == "done":
             result, _ = finish_stage(
                 self.hook,
-                self.namespace,
+                namespace,
                 identity,
                 None,
                 digest,
@@ -374,25 +574,27 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
                 log=self.log,
                 output_name=self.output_name,
             )
-            self._stage_succeeded(context, identity, self.namespace)
+            self._stage_succeeded(context, identity, namespace)
             return result
-        job = self._submit(spec, identity, plan, digest)
+        job = self._submit(spec, namespace, identity, plan, digest)
         uid = job["metadata"]["uid"]
-        self._job = (self.namespace, plan.job_name)
+        self._job = (namespace, plan.job_name)
         ledger.attempt_started(
             self.hook,
-            self.namespace,
+            namespace,
             identity,
             job=plan.job_name,
             uid=uid,
             spec_hash=digest,
             index_map=plan.index_map,
         )
+        # what execute_complete needs of the stage, so it does not rebuild it (plain JSON)
+        outcome: dict[str, Any] = {"spec_hash": digest, "completions": spec.completions}
         if self.deferrable:
             self.defer(
                 trigger=KbatchJobTrigger(
                     job_name=plan.job_name,
-                    namespace=self.namespace,
+                    namespace=namespace,
                     conn_id=self.conn_id,
                     job_uid=uid,
                     index_map=str(plan.index_map),
@@ -403,54 +605,79 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
                     not_before=time.time() + event_hold_seconds(),
                 ),
                 method_name="execute_complete",
+                kwargs=outcome,
             )
-        event = asyncio.run(self._wait(plan))
-        return self.execute_complete(context, event)
+        event = asyncio.run(self._wait(namespace, plan))
+        return self.execute_complete(context, event, spec_hash=digest, completions=spec.completions)
 
-    def _build_manifest(
-        self, spec: StageSpec, identity: JobIdentity, generation: int, index_map: IndexSet | None = None
+    def _manifest(
+        self,
+        spec: StageSpec,
+        namespace: str,
+        identity: JobIdentity,
+        generation: int,
+        index_map: IndexSet | None = None,
     ) -> dict[str, Any]:
-        """The Job manifest of one attempt; the same call renders it and creates it."""
-        return build_job_manifest(
+        """The Job manifest of one attempt; the same call renders it and creates it (built once
+        when the attempt is the one rendered)."""
+        full = spec.is_indexed and index_map is not None and index_map == IndexSet.full(spec.completions)
+        key = (namespace, identity, generation, None if full or index_map is None else str(index_map))
+        if self._manifest_memo is not None and self._manifest_memo[0] == (*key, spec):
+            return self._manifest_memo[1]
+        manifest = build_job_manifest(
             spec,
             identity,
             generation=generation,
-            namespace=self.namespace,
+            namespace=namespace,
             index_map=index_map,
             extra_env={"KBATCH_TRY_NUMBER": str(identity.try_number)},
             extra_annotations={GENERATION_ANNOTATION: str(generation)},
         )
+        self._manifest_memo = ((*key, spec), manifest)
+        return manifest
 
-    def _submit(self, spec: StageSpec, identity: JobIdentity, plan: Plan, digest: str) -> dict[str, Any]:
+    def _submit(
+        self, spec: StageSpec, namespace: str, identity: JobIdentity, plan: Plan, digest: str
+    ) -> dict[str, Any]:
         if plan.action == "adopt":
             assert plan.existing is not None
             return plan.existing
-        manifest = self._build_manifest(spec, identity, plan.generation, plan.index_map)
+        manifest = self._manifest(spec, namespace, identity, plan.generation, plan.index_map)
         self.job_manifest = manifest
-        job, created = submit(self.hook, self.namespace, manifest, digest)
+        job, created = submit(self.hook, namespace, manifest, digest)
         self.log.info(
             "%s job %s/%s (uid %s)",
             "created" if created else "adopted",
-            self.namespace,
+            namespace,
             plan.job_name,
             job["metadata"]["uid"],
         )
         return job
 
-    async def _wait(self, plan: Plan) -> dict[str, Any]:
+    async def _wait(self, namespace: str, plan: Plan) -> dict[str, Any]:
         hook = self.async_hook()
         result = await wait_for_job(
             hook,
-            self.namespace,
+            namespace,
             plan.job_name,
             index_map=plan.index_map,
             settings=self.wait_settings(),
             log=self.log,
         )
-        return result.to_event(self.namespace, plan.job_name)
+        return result.to_event(namespace, plan.job_name)
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        """Decide the task's fate from the trigger's event and the Job as it is now."""
+    def execute_complete(
+        self,
+        context: Context,
+        event: dict[str, Any],
+        spec_hash: str | None = None,
+        completions: int | None = None,
+    ) -> Any:
+        """Decide the task's fate from the trigger's event and the Job as it is now.
+
+        ``spec_hash`` and ``completions`` come from ``execute`` (the deferral's kwargs); a task
+        deferred by an older kbatch resumes without them: the hash is then the Job's annotation
+        and the completions those of the stage, rebuilt once."""
         identity = self.identity(context)
         status = event.get("status")
         name = event["name"]
@@ -469,18 +696,22 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
                 f"job {event['namespace']}/{name} stayed queued (suspended) for {event.get('queued_seconds')}s, "
                 f"more than queue_timeout={self.queue_timeout}s; it was {self.on_kill_action}d"
             )
-        spec = self.stage_spec()
         job = self.hook.get_job(event["namespace"], name)
         if job is None:
             raise AirflowException(f"job {event['namespace']}/{name} disappeared before its outcome was read")
+        if spec_hash is None:
+            spec_hash = ((job.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_SPEC_HASH, "")
+        if completions is None:
+            with airflow_errors():
+                completions = self.stage(context).spec.completions
         self.job_manifest = _as_ran(job)
         result, failure = finish_stage(
             self.hook,
             event["namespace"],
             identity,
             job,
-            spec_hash(spec),
-            completions=spec.completions,
+            spec_hash,
+            completions=completions,
             log=self.log,
             output_name=self.output_name,
         )
@@ -525,7 +756,11 @@ def _as_ran(job: dict[str, Any]) -> dict[str, Any]:
 
 
 class _JobRefOperator(KbatchConnected, BaseOperator):
-    """Base of the lifecycle operators: a Job by name, or every Job matching a label selector."""
+    """Base of the lifecycle operators: a Job by name, or every Job matching a label selector.
+
+    :param namespace: the Jobs' namespace (templated); ``None`` (default): the connection's
+        ``namespace`` extra, else ``default``. An invalid name fails before any request.
+    """
 
     template_fields: Sequence[str] = ("job_name", "label_selector", "namespace")
 
@@ -534,7 +769,7 @@ class _JobRefOperator(KbatchConnected, BaseOperator):
         *,
         job_name: str | None = None,
         label_selector: str | None = None,
-        namespace: str = "default",
+        namespace: str | None = None,
         conn_id: str = "kubernetes_default",
         cluster_context: str | None = None,
         config_file: str | None = None,
@@ -550,18 +785,23 @@ class _JobRefOperator(KbatchConnected, BaseOperator):
         self.cluster_context = cluster_context
         self.config_file = config_file
 
-    def job_names(self) -> list[str]:
+    def job_names(self) -> tuple[str, list[str]]:
+        """The namespace and the names of the Jobs to act on."""
         # Checked after templating: an empty name or selector must not fall through to a list
         # with an empty selector, which matches (and would delete) every Job in the namespace.
-        if self.job_name is not None:
-            if not self.job_name.strip():
-                raise AirflowFailException(f"{type(self).__name__}: job_name is empty (after templating)")
-            return [self.job_name]
-        if not (self.label_selector or "").strip():
+        if self.job_name is not None and not self.job_name.strip():
+            raise AirflowFailException(f"{type(self).__name__}: job_name is empty (after templating)")
+        if self.job_name is None and not (self.label_selector or "").strip():
             raise AirflowFailException(
                 f"{type(self).__name__}: label_selector is empty (after templating); it would match every Job"
             )
-        return [j["metadata"]["name"] for j in self.hook.list_jobs(self.namespace, self.label_selector)]
+        with airflow_errors():
+            namespace = task_namespace(
+                self.namespace, lambda: self.hook.get_namespace(), conn_id=self.conn_id
+            )
+        if self.job_name is not None:
+            return namespace, [self.job_name]
+        return namespace, [j["metadata"]["name"] for j in self.hook.list_jobs(namespace, self.label_selector)]
 
 
 class KbatchDeleteJobOperator(_JobRefOperator):
@@ -579,10 +819,10 @@ class KbatchDeleteJobOperator(_JobRefOperator):
         self.propagation = propagation
 
     def execute(self, context: Context) -> list[str]:
-        names = self.job_names()
+        namespace, names = self.job_names()
         for name in names:
-            self.log.info("deleting job %s/%s (%s)", self.namespace, name, self.propagation)
-            self.hook.delete_job(self.namespace, name, propagation=self.propagation)
+            self.log.info("deleting job %s/%s (%s)", namespace, name, self.propagation)
+            self.hook.delete_job(namespace, name, propagation=self.propagation)
         return names
 
 
@@ -590,10 +830,10 @@ class KbatchSuspendJobOperator(_JobRefOperator):
     """Suspend Jobs: their running pods are terminated, completed indexes are kept."""
 
     def execute(self, context: Context) -> list[str]:
-        names = self.job_names()
+        namespace, names = self.job_names()
         for name in names:
-            self.log.info("suspending job %s/%s", self.namespace, name)
-            self.hook.set_suspend(self.namespace, name, True)
+            self.log.info("suspending job %s/%s", namespace, name)
+            self.hook.set_suspend(namespace, name, True)
         return names
 
 
@@ -601,8 +841,8 @@ class KbatchResumeJobOperator(_JobRefOperator):
     """Resume suspended Jobs."""
 
     def execute(self, context: Context) -> list[str]:
-        names = self.job_names()
+        namespace, names = self.job_names()
         for name in names:
-            self.log.info("resuming job %s/%s", self.namespace, name)
-            self.hook.set_suspend(self.namespace, name, False)
+            self.log.info("resuming job %s/%s", namespace, name)
+            self.hook.set_suspend(namespace, name, False)
         return names

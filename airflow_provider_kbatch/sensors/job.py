@@ -22,7 +22,10 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 
+from airflow_provider_kbatch.glue.errors import airflow_errors
+from airflow_provider_kbatch.glue.settings import resolve_deferrable
 from airflow_provider_kbatch.hooks.connected import KbatchConnected
+from airflow_provider_kbatch.hooks.connection import task_namespace
 from airflow_provider_kbatch.status import job_outcome
 from airflow_provider_kbatch.triggers.job import KbatchJobTrigger
 
@@ -35,9 +38,12 @@ class KbatchJobSensor(KbatchConnected, BaseSensorOperator):
 
     :param job_name: the Job to wait for (templated); or
     :param label_selector: every Job matching it must complete (templated); at least one must exist.
-    :param namespace: namespace (templated).
+    :param namespace: namespace (templated); ``None`` (default): the connection's ``namespace``
+        extra, else ``default``. An invalid name fails before any request, without retries.
     :param deferrable: wait in the triggerer: a watch of each unfinished Job in turn; while no Job
-        matches yet, a timer of ``poke_interval``. ``timeout`` bounds the whole wait.
+        matches yet, a timer of ``poke_interval``. ``timeout`` bounds the whole wait. ``None``
+        (default): the rule of every kbatch class -- an explicit ``mode=`` (``"poke"``,
+        ``"reschedule"``) waits that way, else ``[kbatch] default_deferrable`` (default True).
     """
 
     template_fields: Sequence[str] = ("job_name", "label_selector", "namespace")
@@ -47,13 +53,14 @@ class KbatchJobSensor(KbatchConnected, BaseSensorOperator):
         *,
         job_name: str | None = None,
         label_selector: str | None = None,
-        namespace: str = "default",
+        namespace: str | None = None,
         conn_id: str = "kubernetes_default",
         cluster_context: str | None = None,
         config_file: str | None = None,
-        deferrable: bool = False,
+        deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
+        mode_given = "mode" in kwargs
         super().__init__(**kwargs)
         if (job_name is None) == (label_selector is None):
             raise ValueError("KbatchJobSensor: pass exactly one of job_name or label_selector")
@@ -63,7 +70,18 @@ class KbatchJobSensor(KbatchConnected, BaseSensorOperator):
         self.conn_id = conn_id
         self.cluster_context = cluster_context
         self.config_file = config_file
-        self.deferrable = deferrable
+        self.deferrable = resolve_deferrable(deferrable, mode_given=mode_given)
+        self._namespace: str | None = None
+
+    def resolved_namespace(self) -> str:
+        """``namespace``, else the connection's ``namespace`` extra, else ``default``; checked
+        (``KbatchInvalidStage``: fails without retries, before any request)."""
+        if self._namespace is None:
+            with airflow_errors():
+                self._namespace = task_namespace(
+                    self.namespace, lambda: self.hook.get_namespace(), conn_id=self.conn_id
+                )
+        return self._namespace
 
     def _jobs(self) -> list[dict[str, Any]]:
         # Checked after templating: an empty name or selector would otherwise match every Job
@@ -71,13 +89,13 @@ class KbatchJobSensor(KbatchConnected, BaseSensorOperator):
         if self.job_name is not None:
             if not self.job_name.strip():
                 raise AirflowFailException("KbatchJobSensor: job_name is empty (after templating)")
-            job = self.hook.get_job(self.namespace, self.job_name)
+            job = self.hook.get_job(self.resolved_namespace(), self.job_name)
             return [job] if job else []
         if not (self.label_selector or "").strip():
             raise AirflowFailException(
                 "KbatchJobSensor: label_selector is empty (after templating); it would match every Job"
             )
-        return self.hook.list_jobs(self.namespace, self.label_selector)
+        return self.hook.list_jobs(self.resolved_namespace(), self.label_selector)
 
     def _unfinished(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The Jobs still running; raises when one failed (FailJob: without Airflow retries)."""
@@ -86,17 +104,21 @@ class KbatchJobSensor(KbatchConnected, BaseSensorOperator):
             name = job["metadata"]["name"]
             outcome = job_outcome(job)
             if outcome.finished and not outcome.succeeded:
-                message = f"job {self.namespace}/{name} failed: {outcome.reason}: {outcome.message}"
+                message = (
+                    f"job {self.resolved_namespace()}/{name} failed: {outcome.reason}: {outcome.message}"
+                )
                 raise AirflowException(message) if outcome.retryable else AirflowFailException(message)
             if not outcome.finished:
-                self.log.info("job %s/%s not finished yet", self.namespace, name)
+                self.log.info("job %s/%s not finished yet", self.resolved_namespace(), name)
                 unfinished.append(job)
         return unfinished
 
     def poke(self, context: Context) -> bool:
         jobs = self._jobs()
         if not jobs:
-            self.log.info("no job %s in %s yet", self.job_name or self.label_selector, self.namespace)
+            self.log.info(
+                "no job %s in %s yet", self.job_name or self.label_selector, self.resolved_namespace()
+            )
             return False
         return not self._unfinished(jobs)
 
@@ -121,13 +143,15 @@ class KbatchJobSensor(KbatchConnected, BaseSensorOperator):
         jobs = self._jobs()
         unfinished = self._unfinished(jobs)
         if jobs and not unfinished:
-            self.log.info("job(s) %s in %s completed", self.job_name or self.label_selector, self.namespace)
+            self.log.info(
+                "job(s) %s in %s completed", self.job_name or self.label_selector, self.resolved_namespace()
+            )
             return None
         remaining = deadline - now
         if remaining <= 0:
             raise AirflowSensorTimeout(
                 f"KbatchJobSensor timed out after {self.timeout}s waiting for "
-                f"{self.job_name or self.label_selector} in {self.namespace}"
+                f"{self.job_name or self.label_selector} in {self.resolved_namespace()}"
             )
         # A trigger event within seconds of the deferral can get the task failed by Airflow 3.3
         # (apache/airflow#72716): the operator's hold applies to the sensor's deferrals too.
@@ -141,7 +165,7 @@ class KbatchJobSensor(KbatchConnected, BaseSensorOperator):
             self.log.info(
                 "no job %s in %s yet; looking again in %ss",
                 self.job_name or self.label_selector,
-                self.namespace,
+                self.resolved_namespace(),
                 delay,
             )
             self.defer(
@@ -153,7 +177,7 @@ class KbatchJobSensor(KbatchConnected, BaseSensorOperator):
         self.defer(
             trigger=KbatchJobTrigger(
                 job_name=job["metadata"]["name"],
-                namespace=self.namespace,
+                namespace=self.resolved_namespace(),
                 conn_id=self.conn_id,
                 job_uid=job["metadata"].get("uid"),
                 wait={"stream_logs": False},

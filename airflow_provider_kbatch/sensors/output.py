@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
+from airflow_provider_kbatch.glue.settings import default_deferrable
 from airflow_provider_kbatch.hooks.connected import KbatchConnected
 from airflow_provider_kbatch.pipeline.output_lookup import OutputQuery, find_output
 from airflow_provider_kbatch.triggers.output import KbatchOutputTrigger
@@ -42,7 +42,8 @@ class KbatchOutputSensor(KbatchConnected, BaseSensorOperator):
     :param stage: the producing task id (templated).
     :param namespace: namespace of the ledger (templated).
     :param deferrable: wait in the triggerer, which watches the ledgers (no poke interval);
-        default ``[operators] default_deferrable``. ``timeout`` bounds the wait.
+        default ``[kbatch] default_deferrable`` (default True; read when the module is imported).
+        ``timeout`` bounds the wait.
 
     Returns ``{"dag_id", "run_id", "stage", "name", "manifest_digest", "bytes", "records", "contract"}``.
     """
@@ -69,7 +70,7 @@ class KbatchOutputSensor(KbatchConnected, BaseSensorOperator):
         conn_id: str = "kubernetes_default",
         cluster_context: str | None = None,
         config_file: str | None = None,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool = default_deferrable(),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

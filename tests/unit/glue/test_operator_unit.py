@@ -24,6 +24,7 @@ from airflow_provider_kbatch.operators.job import KbatchJobOperator
 from airflow_provider_kbatch.spec.errors import KbatchSpecError
 from airflow_provider_kbatch.spec.manifest import build_job_manifest, spec_hash
 from airflow_provider_kbatch.spec.names import JobIdentity, selector_for
+from airflow_provider_kbatch.spec.stage import PodOptions
 from airflow_provider_kbatch.triggers.job import KbatchJobTrigger
 
 RUN = "manual__2026-01-01T00:00:00+00:00"
@@ -172,6 +173,25 @@ def test_template_fields_are_the_arguments_unchanged() -> None:
         "job_template": {"spec": {"template": {"spec": {"nodeSelector": {"pool": "{{ params.pool }}"}}}}},
         "labels": {"team": "{{ params.team }}"},
         "annotations": {"note": "{{ run_id }}"},
+        # templated since the Job-level fields are parameters of their own
+        "conn_id": "{{ params.conn }}",
+        "completions": "{{ params.n }}",
+        "parallelism": "{{ params.p }}",
+        "completion_mode": "{{ params.mode }}",
+        "backoff_limit": "{{ params.b }}",
+        "backoff_limit_per_index": "{{ params.bi }}",
+        "max_failed_indexes": "{{ params.mfi }}",
+        "fail_on_exit_codes": ["{{ params.code }}"],
+        "pod_failure_policy": {"rules": []},
+        "min_success_ratio": "{{ params.ratio }}",
+        "success_indexes": "{{ params.ok }}",
+        "success_policy": {"rules": []},
+        "active_deadline_seconds": "{{ params.deadline }}",
+        "ttl_seconds_after_finished": "{{ params.ttl }}",
+        "suspend": "{{ params.suspend }}",
+        "priority_class_name": "{{ params.priority }}",
+        "queue_name": "{{ params.queue }}",
+        "pod": PodOptions(service_account_name="{{ params.sa }}"),
     }
     op = KbatchJobOperator(task_id="t", **arguments)
     assert isinstance(KbatchJobOperator.template_fields, tuple)

@@ -215,7 +215,7 @@ def test_poke_by_selector_with_no_match_waits():
 
 def test_poke_mode_execute_pokes_until_complete():
     hook = FakeHook(job("etl", *RUNNING))
-    op = sensor(hook, poke_interval=0)
+    op = sensor(hook, poke_interval=0, mode="poke")  # an explicit mode: not deferred by default
     pokes = []
     original = hook.get_job
 
