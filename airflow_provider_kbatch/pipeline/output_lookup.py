@@ -107,17 +107,31 @@ class OutputQuery:
         return f"{what} of DAG {self.dag_id!r} ({run})"
 
     def match(self, config_map: Mapping[str, Any]) -> dict[str, Any] | None:
-        """What the sensor returns when ``config_map`` is this run's ledger and holds the output."""
+        """What the sensor returns when ``config_map`` is this run's ledger and holds the output.
+
+        The name holds only a hash of the ids, so the ledger's identity annotations are checked
+        too (:func:`~airflow_provider_kbatch.pipeline.records.check_ledger`; a ledger an older
+        provider wrote without them passes). By run id: a ConfigMap under this run's ledger name
+        that belongs to another run (or a newer schema) raises
+        :class:`~airflow_provider_kbatch.pipeline.records.LedgerIdentityError` -- this run's
+        ledger cannot exist beside it, so waiting would never end. By logical date: a ledger
+        whose annotations name another DAG or run than its workspace record's is not a match.
+        """
         metadata = config_map.get("metadata") or {}
         data: Mapping[str, str] = config_map.get("data") or {}
         if self.run_id is not None:
             if metadata.get("name") != rules.ledger_name(self.dag_id, self.run_id):
                 return None
+            rules.check_ledger(config_map, self.dag_id, self.run_id)
             run_id: str | None = self.run_id
         else:
             assert self.logical_date is not None
             run_id = run_of_date(data, self.logical_date)
             if run_id is None:
+                return None
+            try:
+                rules.check_ledger(config_map, self.dag_id, run_id)
+            except rules.LedgerIdentityError:
                 return None
         found = find_output(data, output=self.output, stage=self.stage)
         if found is None:

@@ -50,8 +50,8 @@ resume trusts: it is reset when an attempt starts under a different spec hash, b
 outputs of that earlier spec may have been overwritten.
 
 Size. One record stays under :data:`RECORD_BUDGET_BYTES` (history capped at MAX_TRANSITIONS /
-MAX_ATTEMPTS; past the budget its earlier attempts' index sets, then its results preview are
-dropped). The whole map stays under :data:`LEDGER_BUDGET_BYTES`: every write passes its result
+MAX_ATTEMPTS; past the budget its earlier attempts' index sets, then the latest attempt's
+completed / failed sets, then its results preview are dropped: :func:`compact_record`). The whole map stays under :data:`LEDGER_BUDGET_BYTES`: every write passes its result
 through :func:`shrink`, which takes the *oldest history first*: it visits the stage records from
 the least recently updated to the most recently updated one (the record being written comes
 last), takes these steps on each in turn, and stops as soon as the data fits:
