@@ -23,7 +23,13 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_kbatch.engine import ledger
 from airflow_provider_kbatch.engine.outcome import finish_stage
-from airflow_provider_kbatch.engine.submission import GENERATION_ANNOTATION, Plan, plan_submission, submit
+from airflow_provider_kbatch.engine.submission import (
+    GENERATION_ANNOTATION,
+    Plan,
+    plan_submission,
+    remove_superseded,
+    submit,
+)
 from airflow_provider_kbatch.engine.waiter import WaitSettings, wait_for_job
 from airflow_provider_kbatch.glue.assets import emit_output_event
 from airflow_provider_kbatch.glue.errors import airflow_errors
@@ -537,6 +543,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         emit_output_event(context, namespace, identity.dag_id, recorded)
 
     # ---------------------------------------------------------------- execution
+    @airflow_errors()  # a final kbatch error (a foreign Job holding our name, ...) is not retried
     def execute(self, context: Context) -> Any:
         with airflow_errors():  # every mistake, named, before any request; not retried
             stage = self.stage(context)
@@ -577,6 +584,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
             self._stage_succeeded(context, identity, namespace)
             return result
         job = self._submit(spec, namespace, identity, plan, digest)
+        self._publish_manifest(context, job, "was submitted" if plan.action == "create" else "was adopted")
         uid = job["metadata"]["uid"]
         self._job = (namespace, plan.job_name)
         ledger.attempt_started(
@@ -666,6 +674,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         )
         return result.to_event(namespace, plan.job_name)
 
+    @airflow_errors()
     def execute_complete(
         self,
         context: Context,
@@ -704,7 +713,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         if completions is None:
             with airflow_errors():
                 completions = self.stage(context).spec.completions
-        self.job_manifest = _as_ran(job)
+        self.job_manifest = self._publish_manifest(context, job, "ran")
         result, failure = finish_stage(
             self.hook,
             event["namespace"],
@@ -720,10 +729,32 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
                      "task_id": identity.task_id, "namespace": event["namespace"]})  # fmt: skip
         if failure is None:
             self._stage_succeeded(context, identity, event["namespace"])
+            # earlier attempts whose indexes the ledger holds are no longer needed (kubectl would
+            # show a Failed Job beside the Complete one)
+            remove_superseded(self.hook, event["namespace"], identity, job, log=self.log)
             return result
         if failure.retryable:
             raise AirflowException(failure.message)
         raise AirflowFailException(failure.message)
+
+    def _publish_manifest(self, context: Context, job: dict[str, Any], how: str) -> dict[str, Any]:
+        """The whole Job, where a person finds it at default settings: the task log (YAML) and the
+        XCom ``job_manifest``. Rendered Templates cuts any field at ``[core]
+        max_templated_field_length`` (4096 characters by default; a stage with a workspace is
+        longer). Secrets are references in a manifest, never values."""
+        import yaml
+
+        manifest = _as_ran(job)
+        meta = manifest["metadata"]
+        self.log.info(
+            "the Job %s/%s as it %s (also the XCom job_manifest):\n%s",
+            meta.get("namespace"),
+            meta.get("name"),
+            how,
+            yaml.safe_dump(manifest, sort_keys=False, width=110),
+        )
+        context["ti"].xcom_push(key="job_manifest", value=manifest)
+        return manifest
 
     def on_kill(self) -> None:
         """Task killed, timed out or marked failed/success while running in a worker."""
@@ -755,94 +786,17 @@ def _as_ran(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class _JobRefOperator(KbatchConnected, BaseOperator):
-    """Base of the lifecycle operators: a Job by name, or every Job matching a label selector.
+# the lifecycle operators live in operators/lifecycle.py; this is their public import path
+from airflow_provider_kbatch.operators.lifecycle import (  # noqa: E402
+    KbatchDeleteJobOperator,
+    KbatchResumeJobOperator,
+    KbatchSuspendJobOperator,
+)
 
-    :param namespace: the Jobs' namespace (templated); ``None`` (default): the connection's
-        ``namespace`` extra, else ``default``. An invalid name fails before any request.
-    """
-
-    template_fields: Sequence[str] = ("job_name", "label_selector", "namespace")
-
-    def __init__(
-        self,
-        *,
-        job_name: str | None = None,
-        label_selector: str | None = None,
-        namespace: str | None = None,
-        conn_id: str = "kubernetes_default",
-        cluster_context: str | None = None,
-        config_file: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        if (job_name is None) == (label_selector is None):
-            raise ValueError(f"{type(self).__name__}: pass exactly one of job_name or label_selector")
-        self.job_name = job_name
-        self.label_selector = label_selector
-        self.namespace = namespace
-        self.conn_id = conn_id
-        self.cluster_context = cluster_context
-        self.config_file = config_file
-
-    def job_names(self) -> tuple[str, list[str]]:
-        """The namespace and the names of the Jobs to act on."""
-        # Checked after templating: an empty name or selector must not fall through to a list
-        # with an empty selector, which matches (and would delete) every Job in the namespace.
-        if self.job_name is not None and not self.job_name.strip():
-            raise AirflowFailException(f"{type(self).__name__}: job_name is empty (after templating)")
-        if self.job_name is None and not (self.label_selector or "").strip():
-            raise AirflowFailException(
-                f"{type(self).__name__}: label_selector is empty (after templating); it would match every Job"
-            )
-        with airflow_errors():
-            namespace = task_namespace(
-                self.namespace, lambda: self.hook.get_namespace(), conn_id=self.conn_id
-            )
-        if self.job_name is not None:
-            return namespace, [self.job_name]
-        return namespace, [j["metadata"]["name"] for j in self.hook.list_jobs(namespace, self.label_selector)]
-
-
-class KbatchDeleteJobOperator(_JobRefOperator):
-    """Delete Jobs and their pods (foreground propagation by default). Returns the names deleted.
-
-    :param job_name: the Job (templated); or
-    :param label_selector: every Job matching it (templated).
-    :param propagation: ``Foreground`` (pods first), ``Background`` or ``Orphan``.
-    """
-
-    def __init__(
-        self, *, propagation: Literal["Foreground", "Background", "Orphan"] = "Foreground", **kwargs: Any
-    ):
-        super().__init__(**kwargs)
-        self.propagation = propagation
-
-    def execute(self, context: Context) -> list[str]:
-        namespace, names = self.job_names()
-        for name in names:
-            self.log.info("deleting job %s/%s (%s)", namespace, name, self.propagation)
-            self.hook.delete_job(namespace, name, propagation=self.propagation)
-        return names
-
-
-class KbatchSuspendJobOperator(_JobRefOperator):
-    """Suspend Jobs: their running pods are terminated, completed indexes are kept."""
-
-    def execute(self, context: Context) -> list[str]:
-        namespace, names = self.job_names()
-        for name in names:
-            self.log.info("suspending job %s/%s", namespace, name)
-            self.hook.set_suspend(namespace, name, True)
-        return names
-
-
-class KbatchResumeJobOperator(_JobRefOperator):
-    """Resume suspended Jobs."""
-
-    def execute(self, context: Context) -> list[str]:
-        namespace, names = self.job_names()
-        for name in names:
-            self.log.info("resuming job %s/%s", namespace, name)
-            self.hook.set_suspend(namespace, name, False)
-        return names
+__all__ = [
+    "KbatchDeleteJobOperator",
+    "KbatchJobOperator",
+    "KbatchResumeJobOperator",
+    "KbatchSuspendJobOperator",
+    "PodOptions",
+]

@@ -64,7 +64,8 @@ class KbatchWorkspaceCleanupOperator(KbatchConnected, BaseOperator):
     Returns the name of the claim deleted, or ``None``.
 
     :param workspace: the same :class:`~airflow_provider_kbatch.pipeline.workspace.Workspace` the stages use.
-    :param namespace: namespace of the claim and of the run ledger (templated).
+    :param namespace: namespace of the claim and of the run ledger (templated); ``None`` (default):
+        the connection's ``namespace`` extra, else ``default``. An invalid name fails before any request.
     :param check_run: also ask Airflow for the states of the run's other tasks and keep the claim
         when one did not succeed (the trigger rule only sees direct upstream tasks).
     :param claim_wait_seconds: how long to wait for the claim to be gone after its deletion; the
@@ -78,7 +79,7 @@ class KbatchWorkspaceCleanupOperator(KbatchConnected, BaseOperator):
         self,
         *,
         workspace: Workspace,
-        namespace: str = "default",
+        namespace: str | None = None,
         conn_id: str = "kubernetes_default",
         cluster_context: str | None = None,
         config_file: str | None = None,
@@ -122,10 +123,15 @@ class KbatchWorkspaceCleanupOperator(KbatchConnected, BaseOperator):
                 return None
         ti = context["ti"]
         identity = JobIdentity(dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id)
+        from airflow_provider_kbatch.hooks.connection import task_namespace
+
         with airflow_errors():  # a claim of another run: final; a claim still in use: retryable
+            namespace = task_namespace(
+                self.namespace, lambda: self.hook.get_namespace(), conn_id=self.conn_id
+            )
             report = cleanup.free_workspace(
                 self.hook,
-                self.namespace,
+                namespace,
                 identity,
                 self.workspace,
                 self.log,

@@ -40,7 +40,8 @@ class KbatchOutputSensor(KbatchConnected, BaseSensorOperator):
         run is found among the DAG's ledgers through the logical date its stages recorded.
     :param output_name: the output name (templated; ``output`` is the operator's XComArg); and/or
     :param stage: the producing task id (templated).
-    :param namespace: namespace of the ledger (templated).
+    :param namespace: namespace of the ledger (templated); ``None`` (default): the connection's
+        ``namespace`` extra, else ``default``. An invalid name fails before any request.
     :param deferrable: wait in the triggerer, which watches the ledgers (no poke interval);
         default ``[kbatch] default_deferrable`` (default True; read when the module is imported).
         ``timeout`` bounds the wait.
@@ -66,7 +67,7 @@ class KbatchOutputSensor(KbatchConnected, BaseSensorOperator):
         logical_date: str | None = None,
         output_name: str | None = None,
         stage: str | None = None,
-        namespace: str = "default",
+        namespace: str | None = None,
         conn_id: str = "kubernetes_default",
         cluster_context: str | None = None,
         config_file: str | None = None,
@@ -104,13 +105,22 @@ class KbatchOutputSensor(KbatchConnected, BaseSensorOperator):
         return query
 
     def _find(self, query: OutputQuery) -> dict[str, Any] | None:
-        for config_map in self.hook.list_config_maps(self.namespace, query.selector()):
+        namespace = self._namespace()
+        for config_map in self.hook.list_config_maps(namespace, query.selector()):
             found = query.match(config_map)
             if found is not None:
                 self.log.info("%s recorded: %s", query.describe(), found["manifest_digest"])
                 return found
-        self.log.info("%s: not recorded yet in %s", query.describe(), self.namespace)
+        self.log.info("%s: not recorded yet in %s", query.describe(), namespace)
         return None
+
+    def _namespace(self) -> str:
+        """The namespace argument after templating, else the connection's; checked (final)."""
+        from airflow_provider_kbatch.glue.errors import airflow_errors
+        from airflow_provider_kbatch.hooks.connection import task_namespace
+
+        with airflow_errors():
+            return task_namespace(self.namespace, lambda: self.hook.get_namespace(), conn_id=self.conn_id)
 
     def poke(self, context: Context) -> PokeReturnValue:
         found = self._find(self._query())
@@ -131,7 +141,7 @@ class KbatchOutputSensor(KbatchConnected, BaseSensorOperator):
         self.defer(
             trigger=KbatchOutputTrigger(
                 external_dag_id=query.dag_id,
-                namespace=self.namespace,
+                namespace=self._namespace(),
                 run_id=query.run_id,
                 logical_date=query.logical_date,
                 output_name=query.output,

@@ -80,21 +80,25 @@ def test_three_stage_pipeline_hands_data_through_the_workspace(airflow_env, devc
         n: o.manifest_digest for n, o in outputs.items()
     }
     assert {loc.claim_uid for loc in workspace.outputs.values()} == {workspace.uid}
+    # cleanup freed the storage: the claim is gone (not Terminating behind its pods), and the
+    # run's finished Jobs went first, with their pods
     claims = devcluster.core().list_namespaced_persistent_volume_claim(namespace).items
-    assert all(c.metadata.deletion_timestamp for c in claims), [c.metadata.name for c in claims]
+    assert claims == [], [(c.metadata.name, c.metadata.deletion_timestamp) for c in claims]
+    assert devcluster.batch().list_namespaced_job(namespace, label_selector="kbatch.io/dag-id").items == []
+    assert devcluster.core().list_namespaced_pod(namespace).items == []
 
-    # the pods: inputs read-only, the own output read-write, each on its run's sub-path
-    jobs = {
-        j.metadata.labels["kbatch.io/task-id"]: j
-        for j in devcluster.batch().list_namespaced_job(namespace, label_selector="kbatch.io/dag-id").items
-    }
-    assert set(jobs) == {"ingest", "transform", "publish"}
-    mounts = {m.mount_path: m for m in jobs["transform"].spec.template.spec.containers[0].volume_mounts}
-    assert mounts["/kbatch/in/raw_orders"].read_only is True
-    assert mounts["/kbatch/out/clean_orders"].read_only in (None, False)
-    assert mounts["/kbatch/out/clean_orders"].sub_path.endswith("/outputs/clean_orders")
-    assert mounts["/kbatch/in/raw_orders"].sub_path.endswith("/outputs/raw_orders")
-    claim = jobs["transform"].spec.template.spec.volumes[0].persistent_volume_claim.claim_name
+    # the pods ran with inputs read-only, the own output read-write, each on its run's sub-path:
+    # the Job as it ran is the task's XCom "job_manifest"
+    manifest = airflow_env.xcom(DAG_ID, "transform", key="job_manifest")
+    pod = manifest["spec"]["template"]["spec"]
+    mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["/kbatch/in/raw_orders"]["readOnly"] is True
+    assert not mounts["/kbatch/out/clean_orders"].get("readOnly")
+    assert mounts["/kbatch/out/clean_orders"]["subPath"].endswith("/outputs/clean_orders")
+    assert mounts["/kbatch/in/raw_orders"]["subPath"].endswith("/outputs/raw_orders")
+    claim = next(v for v in pod["volumes"] if "persistentVolumeClaim" in v)["persistentVolumeClaim"][
+        "claimName"
+    ]
     assert claim == workspace.claim
 
     # the assets: one event per output, carrying the manifest digest

@@ -56,7 +56,10 @@ class ConnHook(FakeHook):
 
 
 def context(try_number: int = 1, **params: Any) -> dict[str, Any]:
-    ti = SimpleNamespace(dag_id="etl", task_id="stage", run_id=RUN, map_index=-1, try_number=try_number)
+    ti = SimpleNamespace(
+        dag_id="etl", task_id="stage", run_id=RUN, map_index=-1, try_number=try_number, xcom={}
+    )
+    ti.xcom_push = lambda key, value: ti.xcom.__setitem__(key, value)
     return {"ti": ti, "params": params, "run_id": RUN, "ds": "2026-01-01"}
 
 

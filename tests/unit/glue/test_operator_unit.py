@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 
-from airflow_provider_kbatch.engine.submission import GENERATION_ANNOTATION, SubmissionError
+from airflow_provider_kbatch.engine.submission import GENERATION_ANNOTATION
 from airflow_provider_kbatch.errors import JobAlreadyExists
 from airflow_provider_kbatch.operators.job import KbatchJobOperator
 from airflow_provider_kbatch.spec.errors import KbatchSpecError
@@ -32,7 +32,10 @@ NS = "batch"
 
 
 def context(try_number: int = 1) -> dict[str, Any]:
-    ti = SimpleNamespace(dag_id="etl", task_id="ingest", run_id=RUN, map_index=-1, try_number=try_number)
+    ti = SimpleNamespace(
+        dag_id="etl", task_id="ingest", run_id=RUN, map_index=-1, try_number=try_number, xcom={}
+    )
+    ti.xcom_push = lambda key, value: ti.xcom.__setitem__(key, value)
     return {"ti": ti}
 
 
@@ -354,7 +357,7 @@ def test_409_on_create_fails_clearly_when_the_job_is_not_ours(tamper: Any) -> No
     tamper(theirs)
     hook = FakeHook(create_error=JobAlreadyExists(theirs))
     op.__dict__["hook"] = hook
-    with pytest.raises(SubmissionError, match="was not created for this task instance and spec"):
+    with pytest.raises(AirflowFailException, match="was not created for this task instance and spec"):
         op.execute(context())
     assert "update_config_map_cas" not in hook.methods()[hook.methods().index("create_job") :]
 

@@ -53,7 +53,8 @@ def test_rendered_manifest_shows_the_wiring() -> None:
             accepts={"raw": Contract("orders", "1.0", {"id": "int"})},
             output="clean",
         )
-    ti = SimpleNamespace(dag_id="etl", task_id="transform", run_id=RUN, map_index=-1, try_number=1)
+    ti = SimpleNamespace(dag_id="etl", task_id="transform", run_id=RUN, map_index=-1, try_number=1, xcom={})
+    ti.xcom_push = lambda key, value: ti.xcom.__setitem__(key, value)
     op.render_template_fields({"ti": ti})
     assert op.job_manifest is not None and "invalid" not in op.job_manifest, op.job_manifest
     pod = op.job_manifest["spec"]["template"]["spec"]
@@ -85,7 +86,8 @@ def test_port_mistakes_are_named_before_any_request(kwargs: dict[str, Any], fiel
     with dag():
         op = KbatchJobOperator(task_id="t", image="i", **kwargs)
     op.__dict__["hook"] = NoHook()
-    ti = SimpleNamespace(dag_id="etl", task_id="t", run_id=RUN, map_index=-1, try_number=1)
+    ti = SimpleNamespace(dag_id="etl", task_id="t", run_id=RUN, map_index=-1, try_number=1, xcom={})
+    ti.xcom_push = lambda key, value: ti.xcom.__setitem__(key, value)
     with pytest.raises(KbatchSpecError) as err:
         op.execute({"ti": ti})
     assert field in err.value.field
