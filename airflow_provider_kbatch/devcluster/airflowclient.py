@@ -54,9 +54,9 @@ def overlapping(runs: Sequence[Run]) -> list[tuple[str, str]]:
     pairs = []
     for i, a in enumerate(runs):
         for b in runs[i + 1 :]:
-            if a.start_date and a.end_date and b.start_date and b.end_date:
-                if a.start_date < b.end_date and b.start_date < a.end_date:
-                    pairs.append((a.run_id, b.run_id))
+            known = a.start_date and a.end_date and b.start_date and b.end_date
+            if known and a.start_date < b.end_date and b.start_date < a.end_date:  # type: ignore[operator]
+                pairs.append((a.run_id, b.run_id))
     return pairs
 
 

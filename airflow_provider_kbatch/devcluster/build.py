@@ -132,7 +132,7 @@ def _build(go: str, module_dir: Path, binary: Path, *, quiet: bool) -> None:
     last_report = started
     for line in proc.stdout:
         line = line.rstrip()
-        tail = (tail + [line])[-40:]
+        tail = ([*tail, line])[-40:]
         if line and not line.startswith(("go: ", "#")) and " " not in line:
             compiled += 1  # `go build -v` prints one package path per package it compiles
         now = time.monotonic()

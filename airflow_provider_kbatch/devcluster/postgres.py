@@ -160,8 +160,17 @@ class PostgresServer:
             os.chown(self.root, self.run_as.uid, self.run_as.gid)
         if not (self.data_dir / "PG_VERSION").exists():
             self._as_server_user(
-                [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", USER, "--auth=trust"]
-                + ["--encoding=UTF8", "--no-locale", "--no-sync"],
+                [
+                    str(self.bin_dir / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    USER,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-locale",
+                    "--no-sync",
+                ],
                 timeout=timeout,
             )
             with open(self.data_dir / "postgresql.conf", "a") as conf:

@@ -81,7 +81,6 @@ def finish_stage(
     namespace: str,
     identity: JobIdentity,
     job: dict[str, Any] | None,
-    spec_hash: str,
     *,
     completions: int,
     log: Log,

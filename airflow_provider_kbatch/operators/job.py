@@ -15,7 +15,7 @@ import logging
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from airflow.exceptions import AirflowProviderDeprecationWarning
 from airflow.sdk import BaseOperator
@@ -59,7 +59,7 @@ from airflow_provider_kbatch.pipeline.workspace import (
 from airflow_provider_kbatch.spec.errors import KbatchSpecError, KbatchSpecErrors, ProblemCollector
 from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.spec.manifest import build_job_manifest, spec_hash
-from airflow_provider_kbatch.spec.names import ANNOTATION_SPEC_HASH, JobIdentity, selector_for
+from airflow_provider_kbatch.spec.names import JobIdentity, selector_for
 from airflow_provider_kbatch.spec.stage import (
     DEFAULT_TTL_SECONDS_AFTER_FINISHED,
     CompletionMode,
@@ -241,7 +241,11 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         "pod",
         "job_manifest",
     )
-    template_fields_renderers = {"job_manifest": "json", "job_template": "json", "env": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {
+        "job_manifest": "json",
+        "job_template": "json",
+        "env": "json",
+    }
     # job_manifest is rendered before execute; execute_complete replaces it with the Job that ran
     # (a resumed or adopted attempt runs another index map or generation than the default)
     overwrite_rtif_after_execution = True
@@ -576,7 +580,6 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
                 namespace,
                 identity,
                 None,
-                digest,
                 completions=spec.completions,
                 log=self.log,
                 output_name=self.output_name,
@@ -597,7 +600,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
             index_map=plan.index_map,
         )
         # what execute_complete needs of the stage, so it does not rebuild it (plain JSON)
-        outcome: dict[str, Any] = {"spec_hash": digest, "completions": spec.completions}
+        outcome: dict[str, Any] = {"completions": spec.completions}
         if self.deferrable:
             self.defer(
                 trigger=KbatchJobTrigger(
@@ -616,7 +619,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
                 kwargs=outcome,
             )
         event = asyncio.run(self._wait(namespace, plan))
-        return self.execute_complete(context, event, spec_hash=digest, completions=spec.completions)
+        return self.execute_complete(context, event, completions=spec.completions)
 
     def _manifest(
         self,
@@ -679,14 +682,14 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         self,
         context: Context,
         event: dict[str, Any],
-        spec_hash: str | None = None,
         completions: int | None = None,
+        **_: Any,
     ) -> Any:
         """Decide the task's fate from the trigger's event and the Job as it is now.
 
-        ``spec_hash`` and ``completions`` come from ``execute`` (the deferral's kwargs); a task
-        deferred by an older kbatch resumes without them: the hash is then the Job's annotation
-        and the completions those of the stage, rebuilt once."""
+        ``completions`` comes from ``execute`` (the deferral's kwargs); a task deferred by an
+        older kbatch resumes without it, and the stage is then rebuilt once for it. Other kwargs
+        of other versions are accepted and ignored."""
         identity = self.identity(context)
         status = event.get("status")
         name = event["name"]
@@ -708,8 +711,6 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         job = self.hook.get_job(event["namespace"], name)
         if job is None:
             raise AirflowException(f"job {event['namespace']}/{name} disappeared before its outcome was read")
-        if spec_hash is None:
-            spec_hash = ((job.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_SPEC_HASH, "")
         if completions is None:
             with airflow_errors():
                 completions = self.stage(context).spec.completions
@@ -719,7 +720,6 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
             event["namespace"],
             identity,
             job,
-            spec_hash,
             completions=completions,
             log=self.log,
             output_name=self.output_name,

@@ -10,6 +10,7 @@ The operator streams these lines into the Airflow task log, prefixed by index. N
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -64,10 +65,8 @@ def log(
     """
     chosen = fmt or os.environ.get(kenv.LOG_FORMAT) or "kv"
     line_fields: dict[str, Any] = {"ts": _now(), "level": level}
-    try:
+    with contextlib.suppress(ConfigError):  # logging must never be the thing that fails
         line_fields["index"] = kenv.index()
-    except ConfigError:
-        pass  # logging must never be the thing that fails
     line_fields["msg"] = msg
     line_fields.update(fields)
     line = format_line(line_fields, chosen).replace("\n", "\\n")

@@ -119,7 +119,7 @@ class OutputWriter:
         digest, size, count = hashlib.sha256(), 0, 0
         # 0o666 before the umask: the permissions open() would give a new file
         with atomic_file(target, mode=0o666) as fh:
-            for count, row in enumerate(rows, start=1):  # noqa: B007 - count is used after the loop
+            for count, row in enumerate(rows, start=1):
                 if schema is not None:
                     errors = record_errors(
                         row, schema, where=f"stage {self.stage!r}: {relpath} record {count - 1}"

@@ -44,7 +44,7 @@ def _merge_sorted(pairs: Iterable[tuple[int, int]]) -> tuple[list[int], list[int
 class IndexSet:
     """Immutable set of non-negative ints stored as sorted, merged, inclusive intervals."""
 
-    __slots__ = ("_starts", "_ends", "_cum")
+    __slots__ = ("_cum", "_ends", "_starts")
 
     _starts: tuple[int, ...]
     _ends: tuple[int, ...]

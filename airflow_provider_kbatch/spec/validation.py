@@ -149,15 +149,22 @@ def _check_counts(spec: StageSpec, p: ProblemCollector) -> None:
         "Pass completions=1 or more (the number of indexes).",
         optional=False,
     )
-    if _int_at_least(
-        p, "parallelism", spec.parallelism, 1, "Pass parallelism=1 or more; use suspend=True to hold a Job."
+    if (
+        _int_at_least(
+            p,
+            "parallelism",
+            spec.parallelism,
+            1,
+            "Pass parallelism=1 or more; use suspend=True to hold a Job.",
+        )
+        and spec.is_indexed
+        and spec.parallelism > MAX_PARALLELISM_INDEXED  # type: ignore[operator]
     ):
-        if spec.is_indexed and spec.parallelism > MAX_PARALLELISM_INDEXED:  # type: ignore[operator]
-            p.add(
-                "parallelism",
-                f"{spec.parallelism} is more than {MAX_PARALLELISM_INDEXED}, the limit for Indexed Jobs",
-                f"Pass parallelism={MAX_PARALLELISM_INDEXED} or less.",
-            )
+        p.add(
+            "parallelism",
+            f"{spec.parallelism} is more than {MAX_PARALLELISM_INDEXED}, the limit for Indexed Jobs",
+            f"Pass parallelism={MAX_PARALLELISM_INDEXED} or less.",
+        )
     _int_at_least(
         p, "backoff_limit", spec.backoff_limit, 0, "Pass backoff_limit=0 or more (pod retries for the Job)."
     )

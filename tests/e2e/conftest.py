@@ -115,7 +115,7 @@ def airflow_env(devcluster: Any, tmp_path_factory: pytest.TempPathFactory) -> It
     )
     airflow = AirflowEnv(home, env)
     airflow.run("db", "migrate", timeout=300)
-    yield airflow
+    return airflow
 
 
 @pytest.fixture(scope="session")

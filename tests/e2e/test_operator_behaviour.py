@@ -283,7 +283,7 @@ def races(
         stop.set()
         actor.join(timeout=10)
         devcluster.core().patch_node(node, {"metadata": {"labels": {POOL_LABEL: None}}})
-    yield {"rc": rc, "output": run.output(), "namespace": namespace, "seen": seen}
+    return {"rc": rc, "output": run.output(), "namespace": namespace, "seen": seen}
 
 
 def _task_job(devcluster: ClusterHandle, races: dict[str, Any], task_id: str) -> Any:

@@ -173,7 +173,7 @@ def _reschedules(airflow_env: Any, dag_id: str) -> int:
 
 
 @pytest.mark.parametrize(
-    "mode, exit_code, while_waiting, expected_try",
+    ("mode", "exit_code", "while_waiting", "expected_try"),
     [
         pytest.param("poke", 3, True, 2, id="poke-backoff-limit-retried"),
         pytest.param("reschedule", FAIL_JOB_CODE, False, 1, id="reschedule-failjob-not-retried"),

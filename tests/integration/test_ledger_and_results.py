@@ -176,7 +176,7 @@ def test_1000_indexes_of_2kb_results_every_one_readable(
     assert job_outcome(done).succeeded, done["status"]
 
     started = time.monotonic()
-    result, failure = finish_stage(hook, namespace, identity, done, digest, completions=1000, log=LOG)
+    result, failure = finish_stage(hook, namespace, identity, done, completions=1000, log=LOG)
     finish_seconds = time.monotonic() - started
     assert failure is None and result["completed_indexes"] == "0-999"
     inline = result["results"]
@@ -214,7 +214,7 @@ def test_1000_indexes_of_2kb_results_every_one_readable(
 
     # finishing again (a retried execute_complete) writes nothing new; the results go with the ledger
     versions = {c.metadata.name: c.metadata.resource_version for c in kept}
-    again, _ = finish_stage(hook, namespace, identity, done, digest, completions=1000, log=LOG)
+    again, _ = finish_stage(hook, namespace, identity, done, completions=1000, log=LOG)
     assert again["results"] == inline
     now = devcluster.core().list_namespaced_config_map(namespace, label_selector=selector).items
     assert {c.metadata.name: c.metadata.resource_version for c in now} == versions

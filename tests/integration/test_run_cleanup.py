@@ -227,7 +227,7 @@ def test_a_successful_resume_removes_the_failed_attempts_job(
     digest = spec_hash(spec)
     first_try = JobIdentity(dag_id=DAG_ID, task_id="squares", run_id=run_id(9), try_number=1)
     first = run_job(hook, ns, first_try, spec)
-    _, failure = finish_stage(hook, ns, first_try, first, digest, completions=3, log=log)
+    _, failure = finish_stage(hook, ns, first_try, first, completions=3, log=log)
     assert failure is not None and failure.retryable, failure
 
     second_try = JobIdentity(dag_id=DAG_ID, task_id="squares", run_id=run_id(9), try_number=2)
@@ -241,7 +241,7 @@ def test_a_successful_resume_removes_the_failed_attempts_job(
     )
     assert plan.action == "create" and str(plan.index_map) == "1", plan
     second = run_job(hook, ns, second_try, spec, generation=plan.generation, index_map=plan.index_map)
-    result, failure = finish_stage(hook, ns, second_try, second, digest, completions=3, log=log)
+    result, failure = finish_stage(hook, ns, second_try, second, completions=3, log=log)
     assert failure is None and result["completed_indexes"] == "0-2"
 
     def table() -> list[tuple[str, str]]:

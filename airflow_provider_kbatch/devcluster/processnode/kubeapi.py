@@ -85,11 +85,9 @@ class KubeClient:
 
         cfg = Configuration()
         await config.load_kube_config(config_file=path, client_configuration=cfg, persist_config=False)
-        context: ssl.SSLContext | bool
-        if cfg.verify_ssl:
-            context = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
-        else:
-            context = False
+        context: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=cfg.ssl_ca_cert) if cfg.verify_ssl else False
+        )
         if cfg.cert_file and isinstance(context, ssl.SSLContext):
             context.load_cert_chain(cfg.cert_file, cfg.key_file)
         headers = {"Accept": JSON, "User-Agent": "kbatch-process-node"}
@@ -149,17 +147,19 @@ class KubeClient:
         timeout: float,
     ) -> tuple[int, Mapping[str, str], Any]:
         """One attempt: the status, the headers and the decoded body."""
-        async with self._limit:
-            async with self.session.request(
+        async with (
+            self._limit,
+            self.session.request(
                 method,
                 self.host + path,
                 params=dict(params or {}),
                 data=None if body is None else json.dumps(body),
                 headers={"Content-Type": content_type} if body is not None else None,
                 timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as resp:
-                text = await resp.text()
-                status, headers = resp.status, resp.headers
+            ) as resp,
+        ):
+            text = await resp.text()
+            status, headers = resp.status, resp.headers
         try:
             payload = json.loads(text) if text else None
         except ValueError:

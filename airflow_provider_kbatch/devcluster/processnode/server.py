@@ -94,7 +94,7 @@ class KubeletServer:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    async def healthz(self, request: web.Request) -> web.Response:
+    async def healthz(self, _request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
     async def container_logs(self, request: web.Request) -> web.StreamResponse:

@@ -155,7 +155,7 @@ def test_a_node_restart_keeps_reported_terminations_and_kills_the_rest() -> None
                     }
                 },
             },
-        ],  # fmt: skip
+        ],
         "containerStatuses": [{"name": "main", "state": {"running": {"startedAt": "2030-01-01T00:00:06Z"}}}],
     }
     reported = reported_states(status)

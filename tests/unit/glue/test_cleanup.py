@@ -59,9 +59,9 @@ class ClusterApi(FakeApi):
 
     def finalize(self, ns: str) -> None:
         for key, obj in list(self.objects.items()):
-            if key[0] == "PersistentVolumeClaim" and obj["metadata"].get("deletionTimestamp"):
-                if not self.mounted(ns, key[2]):
-                    del self.objects[key]
+            terminating = key[0] == "PersistentVolumeClaim" and obj["metadata"].get("deletionTimestamp")
+            if terminating and not self.mounted(ns, key[2]):
+                del self.objects[key]
 
     def remove_pod(self, ns: str, name: str) -> None:
         del self.objects[("Pod", ns, name)]
@@ -254,7 +254,7 @@ def test_a_claim_that_does_not_go_fails_retryably_naming_its_pods_and_a_retry_fi
     stray = {**stray, "metadata": {**stray["metadata"], "name": "debug-shell", "ownerReferences": []}}
     api.put("Pod", NS, stray)  # someone's pod that mounts the claim; not ours to delete
     clock = Clock()
-    with pytest.raises(cleanup.ClaimInUse, match="still there .* 10s after .* still mount it: debug-shell"):
+    with pytest.raises(cleanup.ClaimInUse, match=r"still there .* 10s after .* still mount it: debug-shell"):
         cleanup.free_workspace(
             hook, NS, ident("cleanup"), WS, LOG, wait_seconds=10, sleep=clock.sleep, clock=clock
         )

@@ -107,7 +107,7 @@ def test_every_option_kbatch_reads_is_declared_with_its_default() -> None:
     for name, declared in options.items():
         assert declared["description"] and declared["version_added"], name
         assert str(declared["default"]) == str(settings.DEFAULTS[name]), name
-    assert "kbatch" == settings.SECTION
+    assert settings.SECTION == "kbatch"
 
 
 def test_no_other_section_is_read_for_kbatch_behaviour() -> None:

@@ -12,7 +12,7 @@ README = Path(__file__).resolve().parents[3] / "README.md"
 
 
 @pytest.mark.parametrize(
-    "status, event, result, expected",
+    ("status", "event", "result", "expected"),
     [
         (
             {"startTime": "2026-01-01T00:00:00Z", "completionTime": "2026-01-01T00:01:30Z"},

@@ -303,7 +303,7 @@ def test_execute_creates_exactly_one_job_and_defers_with_json_kwargs() -> None:
 
     trigger = deferral.trigger
     assert isinstance(trigger, KbatchJobTrigger) and deferral.method_name == "execute_complete"
-    path, kwargs = trigger.serialize()
+    _path, kwargs = trigger.serialize()
     assert json.loads(json.dumps(kwargs)) == kwargs, "trigger kwargs must be plain JSON"
     assert kwargs["job_name"] == body["metadata"]["name"] and kwargs["job_uid"] == "uid-1"
     assert kwargs["index_map"] == "0-3" and kwargs["wait"]["queue_timeout"] == 60

@@ -124,7 +124,7 @@ def test_a_complete_nonindexed_job_completed_every_index():
     hook = Hook([])
     _started(hook, 3)
     job = _job("NonIndexed", 3, [("Complete", "CompletionsReached")], succeeded=3)
-    result, failure = finish_stage(hook, "ns", ID, job, "h", completions=3, log=LOG)
+    result, failure = finish_stage(hook, "ns", ID, job, completions=3, log=LOG)
     assert failure is None
     assert result["completed_indexes"] == "0-2" and result["summary"].startswith("3/3")
 
@@ -133,7 +133,7 @@ def test_an_indexed_job_reports_its_completed_indexes_only():
     hook = Hook([])
     _started(hook, 4)
     job = _job("Indexed", 4, [("Complete", "SuccessPolicy")], completedIndexes="0,2")
-    result, failure = finish_stage(hook, "ns", ID, job, "h", completions=4, log=LOG)
+    result, failure = finish_stage(hook, "ns", ID, job, completions=4, log=LOG)
     assert failure is None and result["completed_indexes"] == "0,2"
 
 
@@ -191,7 +191,7 @@ def _run_attempt(hook: Hook, generation: int, index_map: IndexSet, *, try_number
         spec_hash=spec_hash(STAGE), index_map=index_map,
     )  # fmt: skip
     hook.pods = [_pod(job, local, _result_of(index)) for local, index in enumerate(index_map)]
-    result, failure = finish_stage(hook, NS, identity, job, spec_hash(STAGE), completions=1000, log=LOG)
+    result, failure = finish_stage(hook, NS, identity, job, completions=1000, log=LOG)
     assert failure is None
     return result
 
@@ -240,7 +240,7 @@ def test_a_resumed_attempt_returns_every_index_across_attempts():
         "failedIndexes": "900-999",
     }
     hook.pods = [_pod(first, i, _result_of(i)) for i in range(900)]
-    _, failure = finish_stage(hook, NS, ID, first, spec_hash(STAGE), completions=1000, log=LOG)
+    _, failure = finish_stage(hook, NS, ID, first, completions=1000, log=LOG)
     assert failure is not None
     # the retry runs only 900-999 (Job-local 0-99) and reports only those
     result = _run_attempt(hook, 2, IndexSet.parse("900-999"), try_number=2)
@@ -248,7 +248,7 @@ def test_a_resumed_attempt_returns_every_index_across_attempts():
     assert result["results"]["0"] == _result_of(0)  # inline: from the earlier attempt
     assert read_results(hook, NS, "d", "r1", "t") == {i: _result_of(i) for i in range(1000)}
     # a later try with nothing left to run ("done") returns them all again
-    again, _ = finish_stage(hook, NS, ID, None, spec_hash(STAGE), completions=1000, log=LOG)
+    again, _ = finish_stage(hook, NS, ID, None, completions=1000, log=LOG)
     assert again["results_total"] == 1000 and again["results"] == result["results"]
 
 
@@ -266,7 +266,7 @@ def test_no_results_no_results_configmaps():
     _started(hook, 2)
     job = _job("Indexed", 2, [("Complete", "CompletionsReached")], completedIndexes="0-1")
     hook.calls.clear()
-    result, _ = finish_stage(hook, "ns", ID, job, "h", completions=2, log=LOG)
+    result, _ = finish_stage(hook, "ns", ID, job, completions=2, log=LOG)
     assert hook.verbs() == ["list_pods", "update_config_map_cas"]  # no list, no put
     assert (result["results"], result["results_inline"], result["results_total"], result["results_ref"]) == (
         {}, 0, 0, None
@@ -279,7 +279,7 @@ def test_finishing_the_same_attempt_again_writes_nothing_new():
     job = _real_job(1, IndexSet.parse("0-9"), "uid-job-1")
     before = copy.deepcopy(hook.config_maps)
     hook.pods = hook.pods[:3]  # TTL removed most pods meanwhile: their stored results stay
-    again, _ = finish_stage(hook, NS, ID, job, spec_hash(STAGE), completions=1000, log=LOG)
+    again, _ = finish_stage(hook, NS, ID, job, completions=1000, log=LOG)
     assert again["results"] == first["results"] and again["results_total"] == 10
     assert [c for c in hook.calls[-3:] if c[0] == "put_config_map"] == []  # nothing new to store
     stored = {k: v for k, v in hook.config_maps.items() if k.startswith("kbatch-results-")}
@@ -314,7 +314,7 @@ def test_40_stages_with_large_results_every_write_succeeds_under_the_object_limi
         ledger.attempt_started(hook, NS, identity, job=f"kb-s{s}-g1", uid=f"u{s}", spec_hash="h",
                                index_map=IndexSet.full(100))  # fmt: skip
         hook.pods = [_pod(job, i, big[i]) for i in range(100)]
-        _, failure = finish_stage(hook, NS, identity, job, "h", completions=100, log=LOG)
+        _, failure = finish_stage(hook, NS, identity, job, completions=100, log=LOG)
         assert failure is None
     data = hook.data
     assert records.ledger_size(data) <= records.LEDGER_BUDGET_BYTES

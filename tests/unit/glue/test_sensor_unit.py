@@ -125,7 +125,7 @@ def sensor(hook: FakeHook, **kwargs: Any) -> KbatchJobSensor:
 
 
 @pytest.mark.parametrize(
-    "conditions, suspend, expected",
+    ("conditions", "suspend", "expected"),
     [
         pytest.param(RUNNING, False, False, id="running"),
         pytest.param(COMPLETE, False, True, id="complete"),
@@ -156,7 +156,7 @@ def test_poke_missing_job_waits():
 
 
 @pytest.mark.parametrize(
-    "conditions, reason",
+    ("conditions", "reason"),
     [
         pytest.param(BACKOFF, "BackoffLimitExceeded", id="backoff-limit"),
         pytest.param(
@@ -178,7 +178,7 @@ def test_poke_failed_job_fails_retryably(conditions, reason):
 
 
 def test_poke_fail_job_rule_fails_without_retry():
-    with pytest.raises(AirflowFailException, match="PodFailurePolicy.*FailJob rule"):
+    with pytest.raises(AirflowFailException, match=r"PodFailurePolicy.*FailJob rule"):
         sensor(FakeHook(job("etl", *FAIL_JOB))).poke({})
 
 
@@ -189,7 +189,7 @@ LABELS = {"team": "data", "stage": "ingest"}
 
 
 @pytest.mark.parametrize(
-    "first, second, expected",
+    ("first", "second", "expected"),
     [
         pytest.param(COMPLETE, COMPLETE, True, id="both-complete"),
         pytest.param(COMPLETE, RUNNING, False, id="one-still-running"),
@@ -253,7 +253,7 @@ def test_templated_fields(cls):
 
 
 @pytest.mark.parametrize(
-    "kwargs, field",
+    ("kwargs", "field"),
     [
         pytest.param({"job_name": ""}, "job_name", id="empty-name"),
         pytest.param({"job_name": "  "}, "job_name", id="blank-name"),
@@ -310,7 +310,7 @@ def test_trigger_with_keep_does_not_touch_the_job_on_kill():
 
 
 @pytest.mark.parametrize(
-    "conditions, error",
+    ("conditions", "error"),
     [pytest.param(COMPLETE, None, id="complete"), pytest.param(FAIL_JOB, AirflowFailException, id="failjob")],
 )
 def test_deferrable_decides_without_deferring_when_already_finished(conditions, error):
@@ -365,7 +365,7 @@ def test_execute_complete_by_name_succeeds_without_reading_the_job_again():
 
 
 @pytest.mark.parametrize(
-    "event, error",
+    ("event", "error"),
     [
         pytest.param(
             {"status": "finished", "succeeded": False, "retryable": False}, AirflowFailException, id="failjob"
@@ -412,7 +412,9 @@ def test_delete_by_name_with_propagation():
     assert hook.calls == [("delete_job", NS, "a", "Background")]
 
 
-@pytest.mark.parametrize("cls, value", [(KbatchSuspendJobOperator, True), (KbatchResumeJobOperator, False)])
+@pytest.mark.parametrize(
+    ("cls", "value"), [(KbatchSuspendJobOperator, True), (KbatchResumeJobOperator, False)]
+)
 def test_suspend_and_resume_patch_spec_suspend(cls, value):
     hook = FakeHook(job("a", labels=LABELS), job("b", labels=LABELS))
     assert lifecycle(cls, hook, label_selector=SEL).execute({}) == ["a", "b"]
@@ -424,7 +426,7 @@ def test_suspend_and_resume_patch_spec_suspend(cls, value):
 
 @pytest.mark.parametrize("cls", [KbatchDeleteJobOperator, KbatchSuspendJobOperator, KbatchResumeJobOperator])
 @pytest.mark.parametrize(
-    "kwargs, field",
+    ("kwargs", "field"),
     [
         pytest.param({"job_name": ""}, "job_name", id="empty-name"),
         pytest.param({"label_selector": " "}, "label_selector", id="blank-selector"),

@@ -71,7 +71,7 @@ def plan(existing: list[dict[str, Any]], completed: str = "", resume: bool = Tru
 
 
 @pytest.mark.parametrize(
-    "existing, completed, resume, action, generation, index_map",
+    ("existing", "completed", "resume", "action", "generation", "index_map"),
     [
         pytest.param([], "", True, "create", 2, "0-9", id="nothing-yet-creates-this-try"),
         pytest.param(
@@ -95,7 +95,7 @@ def plan(existing: list[dict[str, Any]], completed: str = "", resume: bool = Tru
             2,
             "0-9",
             id="this-try-already-ran",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_plan(existing, completed, resume, action, generation, index_map):
@@ -227,7 +227,7 @@ def test_a_409_read_back_of_another_spec_names_the_spec_hash():
     manifest, digest = _manifest()
     other = _as_read_back(manifest, "uid-2")
     other["metadata"]["annotations"][ANNOTATION_SPEC_HASH] = "0" * 64
-    with pytest.raises(SubmissionError, match="kbatch.io/spec-hash is '0000.*another spec"):
+    with pytest.raises(SubmissionError, match=r"kbatch.io/spec-hash is '0000.*another spec"):
         submit(CreateHook(other), "ns", manifest, digest)
     hook = CreateHook(None)
     assert submit(hook, "ns", manifest, digest)[1] is True and hook.created == [manifest]

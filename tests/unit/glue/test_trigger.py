@@ -41,7 +41,7 @@ def test_serialize_is_pinned():
 
 
 def test_round_trip_and_old_or_unknown_kwargs_accepted():
-    path, kwargs = PINNED
+    _path, kwargs = PINNED
     again = KbatchJobTrigger(**kwargs)
     assert again.serialize() == PINNED
     # an older serialization without the newer keys, and a newer one with keys we do not know

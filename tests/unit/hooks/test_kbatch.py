@@ -263,7 +263,7 @@ async def test_watch_job_yields_current_then_changes_and_raises_on_delete(async_
         list_namespaced_job=[AiohttpResponse(body=job_list("5", job("j", "4"))), response],
     )
     seen = []
-    with pytest.raises(JobDeleted) as raised:
+    with pytest.raises(JobDeleted) as raised:  # noqa: PT012 -- the watch is the statement
         async for current in hook.watch_job(None, "j", timeout_seconds=60):
             seen.append(current["metadata"]["resourceVersion"])
     assert seen == ["4", "6"]

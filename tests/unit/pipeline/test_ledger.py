@@ -411,7 +411,7 @@ def test_check_size_and_shrink() -> None:
             results={i: {"i": i} for i in range(100)},
         )
     size = records.ledger_size(data)
-    with pytest.raises(LedgerTooLarge, match="largest records: stage.s"):
+    with pytest.raises(LedgerTooLarge, match=r"largest records: stage.s"):
         records.check_size(data, budget=size - 1)
     small = records.shrink(data, budget=size - 20_000)
     assert records.ledger_size(small) <= size - 20_000

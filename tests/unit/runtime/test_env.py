@@ -147,7 +147,7 @@ def test_stage_indexes() -> None:
 
 
 @pytest.mark.parametrize(
-    "env, expected",
+    ("env", "expected"),
     [
         ({}, 1),
         ({"KBATCH_TRY_NUMBER": "3"}, 3),

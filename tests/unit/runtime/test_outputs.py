@@ -49,7 +49,7 @@ def test_writer_records_files_and_publishes_part(stage_env, tmp_path: Path) -> N
 
 
 def test_exception_in_block_publishes_nothing(stage_env, tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError), OutputWriter() as w:
+    with pytest.raises(RuntimeError), OutputWriter() as w:  # noqa: PT012 -- a stage that crashes mid-block
         w.write_text("a.txt", "x")
         raise RuntimeError("stage crashed")
     assert not (tmp_path / "out/_kbatch").exists()
@@ -81,7 +81,7 @@ def test_paths_outside_the_output_are_refused(stage_env, relpath: str) -> None:
 
 
 def test_add_missing_file(stage_env) -> None:
-    with pytest.raises(ManifestError, match="output file 'nope.bin': not found"):
+    with pytest.raises(ManifestError, match=r"output file 'nope.bin': not found"):
         OutputWriter().add("nope.bin")
 
 

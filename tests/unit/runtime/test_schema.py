@@ -21,7 +21,7 @@ def test_parse_type(type_name: str, parsed) -> None:
 
 @pytest.mark.parametrize("type_name", ["list", "int??", "?", "", "Int", 3])
 def test_parse_type_rejects(type_name) -> None:
-    with pytest.raises(ValueError, match="expected one of|expected a string"):
+    with pytest.raises(ValueError, match=r"expected one of|expected a string"):
         schema.parse_type(type_name)
 
 
@@ -32,7 +32,7 @@ def test_parse_version(version: str, parsed) -> None:
 
 @pytest.mark.parametrize("version", ["1", "1.0.0", "v1.0", "", None, 1.0])
 def test_parse_version_rejects(version) -> None:
-    with pytest.raises(ValueError, match="MAJOR.MINOR"):
+    with pytest.raises(ValueError, match=r"MAJOR.MINOR"):
         schema.parse_version(version)
 
 

@@ -45,7 +45,7 @@ def test_parse_and_str(text: str, members: list[int], canonical: str) -> None:
         ("1;2", "'1;2'"),
         ("1.5", "'1.5'"),
         ("+1", "'+1'"),
-        ("١", "'١'"),  # non-ASCII digit
+        ("١", "'١'"),  # noqa: RUF001 -- a non-ASCII digit on purpose
         ("0-2,", "''"),
     ],
 )

@@ -24,7 +24,7 @@ def test_parse_time(text: str, expected: datetime.datetime) -> None:
 
 @pytest.mark.parametrize("value", ["yesterday", "", 17, None])
 def test_parse_time_rejects(value: object) -> None:
-    with pytest.raises(ValueError, match="isoformat|timestamp"):
+    with pytest.raises(ValueError, match=r"isoformat|timestamp"):
         parse_time(value)
 
 
