@@ -4,6 +4,9 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 VENV := $(shell scripts/venv.sh)
+# The venv is shared by every checkout (it is cached); its editable install points at the last
+# checkout that ran venv.sh. This checkout's code comes first for every process the tests start.
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 PY = $(VENV)/bin/python
 DEMO_DIR ?= $(or $(KBATCH_CACHE),$(HOME)/.cache/kbatch)/demo
 
