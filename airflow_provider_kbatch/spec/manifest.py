@@ -38,8 +38,8 @@ from airflow_provider_kbatch.spec.names import (
     identity_labels,
     job_name,
 )
+from airflow_provider_kbatch.spec.pod_failure_policy import compile_pod_failure_policy
 from airflow_provider_kbatch.spec.podchecks import dig
-from airflow_provider_kbatch.spec.policies import compile_pod_failure_policy, compile_success_policy
 from airflow_provider_kbatch.spec.stage import (
     ConfigMapEnvSource,
     EnvFromConfigMap,
@@ -50,6 +50,7 @@ from airflow_provider_kbatch.spec.stage import (
     SecretEnvSource,
     StageSpec,
 )
+from airflow_provider_kbatch.spec.success_policy import compile_success_policy
 from airflow_provider_kbatch.spec.validation import validate_stage
 
 # the names are the runtime's (runtime/env.py), the one definition of every KBATCH_* variable

@@ -73,6 +73,21 @@ def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def int_at_least(
+    p: ProblemCollector, field: str, value: Any, minimum: int, fix: str, *, optional: bool = True
+) -> bool:
+    """True when ``value`` is a usable int (problems added otherwise)."""
+    if value is None and optional:
+        return False
+    if not is_int(value):
+        p.add(field, f"must be an int, got {type(value).__name__} {value!r}", fix)
+        return False
+    if value < minimum:
+        p.add(field, f"must be at least {minimum}, got {value}", fix)
+        return False
+    return True
+
+
 def dig(obj: Any, *path: str) -> Any:
     """``obj[path[0]][path[1]]...`` or None when any step is missing or not a mapping."""
     for key in path:

@@ -14,12 +14,16 @@ semantics of the stage without a word.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_kbatch.spec.errors import KbatchSpecError, ProblemCollector
-from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.spec.names import is_dns1123_label
+from airflow_provider_kbatch.spec.pod_failure_policy import (
+    check_exit_code_helpers,
+    check_raw_pod_failure_policy,
+    has_pod_failure_policy,
+    raw_actions,
+)
 from airflow_provider_kbatch.spec.podchecks import (
     check_container,
     check_env,
@@ -31,20 +35,16 @@ from airflow_provider_kbatch.spec.podchecks import (
     check_template,
     check_volumes,
     dig,
+    int_at_least,
     is_int,
-    template_container_names,
 )
 from airflow_provider_kbatch.spec.stage import StageSpec
+from airflow_provider_kbatch.spec.success_policy import check_raw_success_policy, check_success_helpers
 
 MAX_PARALLELISM_INDEXED = 100_000
 MAX_FAILED_INDEXES = 100_000
 COMPLETIONS_SOFT_LIMIT = 100_000
 LIMIT_FOR_HIGH_COMPLETIONS = 10_000
-MAX_POD_FAILURE_POLICY_RULES = 20
-MAX_EXIT_CODE_VALUES = 255
-MAX_CONDITION_PATTERNS = 20
-MAX_SUCCESS_POLICY_RULES = 20
-MAX_SUCCEEDED_INDEXES_LENGTH = 64 * 1024
 
 #: The first API server minor version (1.x) where each Job field works without feature gates
 #: (beta, on by default; GA later). Older servers drop the field silently.
@@ -57,8 +57,6 @@ FEATURE_MIN_VERSION: dict[str, tuple[int, int]] = {
     "successPolicy": (1, 31),
     "podReplacementPolicy": (1, 29),
 }
-
-_ACTIONS = ("Count", "FailIndex", "FailJob", "Ignore")
 
 
 def validate_stage(spec: StageSpec, server_version: tuple[int, int] | None = None) -> None:
@@ -110,11 +108,11 @@ def stage_problems(spec: StageSpec, server_version: tuple[int, int] | None = Non
         check_json,
         _check_counts,
         _check_indexed_fields,
-        _check_exit_code_helpers,
-        _check_raw_pod_failure_policy,
+        check_exit_code_helpers,
+        check_raw_pod_failure_policy,
         _check_restart_policy,
-        _check_success_helpers,
-        _check_raw_success_policy,
+        check_success_helpers,
+        check_raw_success_policy,
     ):
         check(spec, p)
     if server_version is not None:
@@ -125,23 +123,8 @@ def stage_problems(spec: StageSpec, server_version: tuple[int, int] | None = Non
 # --------------------------------------------------------------------------- counts
 
 
-def _int_at_least(
-    p: ProblemCollector, field: str, value: Any, minimum: int, fix: str, *, optional: bool = True
-) -> bool:
-    """True when ``value`` is a usable int (problems added otherwise)."""
-    if value is None and optional:
-        return False
-    if not is_int(value):
-        p.add(field, f"must be an int, got {type(value).__name__} {value!r}", fix)
-        return False
-    if value < minimum:
-        p.add(field, f"must be at least {minimum}, got {value}", fix)
-        return False
-    return True
-
-
 def _check_counts(spec: StageSpec, p: ProblemCollector) -> None:
-    _int_at_least(
+    int_at_least(
         p,
         "completions",
         spec.completions,
@@ -150,7 +133,7 @@ def _check_counts(spec: StageSpec, p: ProblemCollector) -> None:
         optional=False,
     )
     if (
-        _int_at_least(
+        int_at_least(
             p,
             "parallelism",
             spec.parallelism,
@@ -165,25 +148,25 @@ def _check_counts(spec: StageSpec, p: ProblemCollector) -> None:
             f"{spec.parallelism} is more than {MAX_PARALLELISM_INDEXED}, the limit for Indexed Jobs",
             f"Pass parallelism={MAX_PARALLELISM_INDEXED} or less.",
         )
-    _int_at_least(
+    int_at_least(
         p, "backoff_limit", spec.backoff_limit, 0, "Pass backoff_limit=0 or more (pod retries for the Job)."
     )
-    _int_at_least(
+    int_at_least(
         p,
         "backoff_limit_per_index",
         spec.backoff_limit_per_index,
         0,
         "Pass backoff_limit_per_index=0 or more.",
     )
-    _int_at_least(p, "max_failed_indexes", spec.max_failed_indexes, 0, "Pass max_failed_indexes=0 or more.")
-    _int_at_least(
+    int_at_least(p, "max_failed_indexes", spec.max_failed_indexes, 0, "Pass max_failed_indexes=0 or more.")
+    int_at_least(
         p,
         "active_deadline_seconds",
         spec.active_deadline_seconds,
         1,
         "Pass a positive number of seconds, or None for no deadline.",
     )
-    _int_at_least(
+    int_at_least(
         p,
         "ttl_seconds_after_finished",
         spec.ttl_seconds_after_finished,
@@ -212,7 +195,7 @@ def _per_index_fields(spec: StageSpec) -> list[str]:
     ]
     if spec.fail_on_exit_codes and spec.fail_on_exit_codes_action == "FailIndex":
         used.append("fail_on_exit_codes_action")
-    if "FailIndex" in _raw_actions(spec):
+    if "FailIndex" in raw_actions(spec):
         used.append("pod_failure_policy")
     return used
 
@@ -277,218 +260,12 @@ def _check_high_completions(spec: StageSpec, p: ProblemCollector) -> None:
         )
 
 
-# --------------------------------------------------------------------------- podFailurePolicy
-
-
-def _check_exit_code_helpers(spec: StageSpec, p: ProblemCollector) -> None:
-    action = spec.fail_on_exit_codes_action
-    if action not in ("FailJob", "FailIndex"):
-        p.add(
-            "fail_on_exit_codes_action",
-            f"{action!r} is not supported",
-            "Use 'FailJob' (default) or 'FailIndex'.",
-        )
-    codes = spec.fail_on_exit_codes
-    if not isinstance(codes, tuple):
-        p.add(
-            "fail_on_exit_codes", f"must be a list of ints, got {codes!r}", "Pass fail_on_exit_codes=[2, 42]."
-        )
-        return
-    for code in codes:
-        _check_exit_code(p, "fail_on_exit_codes", code, operator="In")
-    if len(set(codes)) > MAX_EXIT_CODE_VALUES:
-        p.add(
-            "fail_on_exit_codes",
-            f"lists {len(set(codes))} codes, more than {MAX_EXIT_CODE_VALUES}",
-            "List fewer codes.",
-        )
-    if codes and action == "FailIndex" and spec.backoff_limit_per_index is None:
-        p.add(
-            "fail_on_exit_codes_action",
-            "'FailIndex' needs backoff_limit_per_index",
-            "Pass backoff_limit_per_index=N (retries per index), or use fail_on_exit_codes_action='FailJob'.",
-        )
-    if spec.pod_failure_policy is not None:
-        if codes:
-            p.add(
-                "fail_on_exit_codes",
-                "cannot be combined with a raw pod_failure_policy",
-                "Add the exit-code rule to pod_failure_policy yourself, or drop pod_failure_policy.",
-            )
-        if spec.ignore_disruptions is True:
-            p.add(
-                "ignore_disruptions",
-                "cannot be combined with a raw pod_failure_policy",
-                "Add an Ignore rule on the DisruptionTarget condition to pod_failure_policy, or drop pod_failure_policy.",
-            )
-    if spec.pod_replacement_policy not in (None, "Failed", "TerminatingOrFailed"):
-        p.add(
-            "pod_replacement_policy",
-            f"{spec.pod_replacement_policy!r} is not supported",
-            "Use 'Failed' or 'TerminatingOrFailed'.",
-        )
-    elif spec.pod_replacement_policy == "TerminatingOrFailed" and _has_pod_failure_policy(spec):
-        p.add(
-            "pod_replacement_policy",
-            "'TerminatingOrFailed' is not allowed with a pod failure policy (ignore_disruptions, fail_on_exit_codes or "
-            "pod_failure_policy)",
-            "Use pod_replacement_policy='Failed' or leave it unset.",
-        )
-
-
-def _check_exit_code(p: ProblemCollector, field: str, code: Any, *, operator: str) -> None:
-    if not is_int(code):
-        p.add(field, f"exit code {code!r} is not an int", "List exit codes as ints, e.g. [2, 42].")
-    elif code == 0 and operator == "In":
-        p.add(field, "exit code 0 means success and cannot be matched with the In operator", "Remove 0.")
-    elif not 0 <= code <= 255:
-        p.add(
-            field,
-            f"exit code {code} is outside 0..255",
-            "Container exit codes are 0..255 (128+N for signal N).",
-        )
-
-
-def _has_pod_failure_policy(spec: StageSpec) -> bool:
-    return (
-        spec.pod_failure_policy is not None
-        or bool(spec.fail_on_exit_codes)
-        or spec.effective_ignore_disruptions
-    )
-
-
-def _raw_rules(spec: StageSpec) -> list[Any]:
-    rules = dig(spec.pod_failure_policy, "rules")
-    return rules if isinstance(rules, list) else []
-
-
-def _raw_actions(spec: StageSpec) -> set[str]:
-    return {str(r.get("action")) for r in _raw_rules(spec) if isinstance(r, Mapping)}
-
-
-def _check_raw_pod_failure_policy(spec: StageSpec, p: ProblemCollector) -> None:
-    pfp = spec.pod_failure_policy
-    if pfp is None:
-        return
-    if not isinstance(pfp, Mapping) or not isinstance(pfp.get("rules"), list):
-        p.add(
-            "pod_failure_policy",
-            "must be a dict with a 'rules' list",
-            "Pass pod_failure_policy={'rules': [...]}.",
-        )
-        return
-    rules = pfp["rules"]
-    if len(rules) > MAX_POD_FAILURE_POLICY_RULES:
-        p.add(
-            "pod_failure_policy.rules",
-            f"has {len(rules)} rules, more than {MAX_POD_FAILURE_POLICY_RULES}",
-            "Merge or drop rules.",
-        )
-    containers = template_container_names(spec)
-    for i, rule in enumerate(rules):
-        _check_raw_rule(spec, p, f"pod_failure_policy.rules[{i}]", rule, containers)
-
-
-def _check_raw_rule(
-    spec: StageSpec, p: ProblemCollector, field: str, rule: Any, containers: set[str]
-) -> None:
-    if not isinstance(rule, Mapping):
-        p.add(
-            field,
-            f"must be a dict, got {rule!r}",
-            "Each rule is {'action': ..., 'onExitCodes'|'onPodConditions': ...}.",
-        )
-        return
-    action = rule.get("action")
-    if action not in _ACTIONS:
-        p.add(f"{field}.action", f"{action!r} is not supported", f"Use one of {', '.join(_ACTIONS)}.")
-    elif action == "FailIndex" and spec.backoff_limit_per_index is None:
-        p.add(
-            f"{field}.action",
-            "'FailIndex' needs backoff_limit_per_index",
-            "Pass backoff_limit_per_index=N as well.",
-        )
-    on_codes, on_conds = rule.get("onExitCodes"), rule.get("onPodConditions")
-    if (on_codes is None) == (not on_conds):
-        p.add(
-            field,
-            "needs exactly one of onExitCodes and onPodConditions",
-            "Split it into two rules, or add a requirement.",
-        )
-    if on_codes is not None:
-        _check_on_exit_codes(p, f"{field}.onExitCodes", on_codes, containers)
-    if on_conds:
-        _check_on_pod_conditions(p, f"{field}.onPodConditions", on_conds)
-
-
-def _check_on_exit_codes(p: ProblemCollector, field: str, req: Any, containers: set[str]) -> None:
-    if not isinstance(req, Mapping):
-        p.add(field, f"must be a dict, got {req!r}", "Use {'operator': 'In', 'values': [42]}.")
-        return
-    operator = req.get("operator")
-    if operator not in ("In", "NotIn"):
-        p.add(f"{field}.operator", f"{operator!r} is not supported", "Use 'In' or 'NotIn'.")
-    name = req.get("containerName")
-    if name is not None and name not in containers:
-        p.add(
-            f"{field}.containerName",
-            f"{name!r} is not a container of the pod",
-            f"Use one of {sorted(containers)}.",
-        )
-    values = req.get("values")
-    if not isinstance(values, list) or not values:
-        p.add(f"{field}.values", "needs at least one exit code", "Pass 'values': [42].")
-        return
-    if len(values) > MAX_EXIT_CODE_VALUES:
-        p.add(
-            f"{field}.values",
-            f"has {len(values)} values, more than {MAX_EXIT_CODE_VALUES}",
-            "List fewer codes.",
-        )
-    for code in values:
-        _check_exit_code(p, f"{field}.values", code, operator=str(operator))
-    ints = [v for v in values if is_int(v)]
-    dupes = sorted({v for v in ints if ints.count(v) > 1})
-    if dupes:
-        p.add(f"{field}.values", f"lists {dupes} more than once", "List each exit code once.")
-    elif ints != sorted(ints):
-        p.add(f"{field}.values", "must be sorted in ascending order", f"Write them as {sorted(ints)}.")
-
-
-def _check_on_pod_conditions(p: ProblemCollector, field: str, patterns: Any) -> None:
-    if not isinstance(patterns, list):
-        p.add(
-            field,
-            f"must be a list, got {patterns!r}",
-            "Use [{'type': 'DisruptionTarget', 'status': 'True'}].",
-        )
-        return
-    if len(patterns) > MAX_CONDITION_PATTERNS:
-        p.add(
-            field, f"has {len(patterns)} patterns, more than {MAX_CONDITION_PATTERNS}", "Use fewer patterns."
-        )
-    for j, pattern in enumerate(patterns):
-        if (
-            not isinstance(pattern, Mapping)
-            or not isinstance(pattern.get("type"), str)
-            or not pattern.get("type")
-        ):
-            p.add(f"{field}[{j}].type", "is missing", "Name a pod condition type, e.g. 'DisruptionTarget'.")
-            continue
-        if pattern.get("status", "True") not in ("True", "False", "Unknown"):
-            p.add(
-                f"{field}[{j}].status",
-                f"{pattern.get('status')!r} is not supported",
-                "Use the string 'True', 'False' or 'Unknown'.",
-            )
-
-
 def _check_restart_policy(spec: StageSpec, p: ProblemCollector) -> None:
     restart = dig(spec.job_template, "spec", "template", "spec", "restartPolicy")
     if restart != "OnFailure":
         return
     field = "job_template.spec.template.spec.restartPolicy"
-    if _has_pod_failure_policy(spec):
+    if has_pod_failure_policy(spec):
         p.add(
             field,
             "'OnFailure' cannot be used with a pod failure policy (ignore_disruptions is on by default)",
@@ -503,118 +280,6 @@ def _check_restart_policy(spec: StageSpec, p: ProblemCollector) -> None:
         )
 
 
-# --------------------------------------------------------------------------- successPolicy
-
-
-def _parse_indexes(p: ProblemCollector, field: str, text: Any, completions: Any) -> IndexSet | None:
-    if not isinstance(text, str):
-        p.add(
-            field,
-            f"must be a string like '0-2,5', got {text!r}",
-            "Write the indexes as a string, e.g. '0-9,20'.",
-        )
-        return None
-    if len(text) > MAX_SUCCEEDED_INDEXES_LENGTH:
-        p.add(
-            field,
-            f"is {len(text)} characters long, more than {MAX_SUCCEEDED_INDEXES_LENGTH}",
-            "Use ranges ('0-999').",
-        )
-        return None
-    try:
-        indexes = IndexSet.parse(text)
-    except ValueError as exc:
-        p.add(field, str(exc), "Write indexes like '0-2,5' (ranges and single indexes, comma-separated).")
-        return None
-    if not indexes:
-        p.add(field, "is empty", "List at least one index, or drop it.")
-        return None
-    if is_int(completions) and indexes.nth(-1) >= completions:
-        p.add(
-            field,
-            f"index {indexes.nth(-1)} is not below completions ({completions})",
-            f"Use indexes 0..{completions - 1}.",
-        )
-        return None
-    return indexes
-
-
-def _check_success_helpers(spec: StageSpec, p: ProblemCollector) -> None:
-    ratio = spec.min_success_ratio
-    if ratio is not None and (
-        isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1
-    ):
-        p.add(
-            "min_success_ratio",
-            f"must be a number in (0, 1], got {ratio!r}",
-            "Pass e.g. min_success_ratio=0.95.",
-        )
-    if spec.success_indexes is not None:
-        _parse_indexes(p, "success_indexes", spec.success_indexes, spec.completions)
-    if spec.success_policy is not None:
-        for field in ("min_success_ratio", "success_indexes"):
-            if getattr(spec, field) is not None:
-                p.add(
-                    field,
-                    "cannot be combined with a raw success_policy",
-                    "Express it in success_policy, or drop success_policy.",
-                )
-
-
-def _check_raw_success_policy(spec: StageSpec, p: ProblemCollector) -> None:
-    policy = spec.success_policy
-    if policy is None:
-        return
-    rules = dig(policy, "rules")
-    if not isinstance(rules, list) or not rules:
-        p.add(
-            "success_policy",
-            "must be a dict with a non-empty 'rules' list",
-            "Pass success_policy={'rules': [{'succeededCount': 9}]}.",
-        )
-        return
-    if len(rules) > MAX_SUCCESS_POLICY_RULES:
-        p.add(
-            "success_policy.rules",
-            f"has {len(rules)} rules, more than {MAX_SUCCESS_POLICY_RULES}",
-            "Use fewer rules.",
-        )
-    for i, rule in enumerate(rules):
-        field = f"success_policy.rules[{i}]"
-        if not isinstance(rule, Mapping) or (
-            rule.get("succeededIndexes") is None and rule.get("succeededCount") is None
-        ):
-            p.add(field, "needs succeededIndexes or succeededCount", "Add one of them.")
-            continue
-        indexes = None
-        if rule.get("succeededIndexes") is not None:
-            indexes = _parse_indexes(
-                p, f"{field}.succeededIndexes", rule["succeededIndexes"], spec.completions
-            )
-        count = rule.get("succeededCount")
-        if count is not None:
-            _check_succeeded_count(spec, p, f"{field}.succeededCount", count, indexes)
-
-
-def _check_succeeded_count(
-    spec: StageSpec, p: ProblemCollector, field: str, count: Any, indexes: IndexSet | None
-) -> None:
-    if not _int_at_least(p, field, count, 0, "Pass a count of indexes."):
-        return
-    if is_int(spec.completions) and count > spec.completions:
-        p.add(
-            field,
-            f"{count} is more than completions ({spec.completions})",
-            f"Use {spec.completions} or less.",
-        )
-    if indexes is not None and count > len(indexes):
-        p.add(
-            field,
-            f"{count} is more than the {len(indexes)} indexes in succeededIndexes",
-            f"Use {len(indexes)} or less.",
-        )
-
-
 # --------------------------------------------------------------------------- server version
 
 
@@ -626,7 +291,7 @@ def _version_fields(spec: StageSpec) -> list[tuple[str, str]]:
             used.append((field, "backoffLimitPerIndex"))
     if spec.fail_on_exit_codes and spec.fail_on_exit_codes_action == "FailIndex":
         used.append(("fail_on_exit_codes_action", "backoffLimitPerIndex"))
-    if "FailIndex" in _raw_actions(spec):
+    if "FailIndex" in raw_actions(spec):
         used.append(("pod_failure_policy", "backoffLimitPerIndex"))
     for field in ("min_success_ratio", "success_indexes", "success_policy"):
         if getattr(spec, field) is not None:

@@ -3,13 +3,13 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_kbatch.spec.intervals import IndexSet
-from airflow_provider_kbatch.spec.policies import (
-    compile_pod_failure_policy,
+from airflow_provider_kbatch.spec.pod_failure_policy import compile_pod_failure_policy
+from airflow_provider_kbatch.spec.stage import StageSpec
+from airflow_provider_kbatch.spec.success_policy import (
     compile_success_policy,
     ratio_count,
     required_successes,
 )
-from airflow_provider_kbatch.spec.stage import StageSpec
 
 IGNORE = {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
 
