@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_provider_kbatch.runtime import env as runtime_env
+from airflow_provider_kbatch.spec.checkbase import dig
 from airflow_provider_kbatch.spec.errors import KbatchSpecError
 from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.spec.names import (
@@ -39,7 +40,6 @@ from airflow_provider_kbatch.spec.names import (
     job_name,
 )
 from airflow_provider_kbatch.spec.pod_failure_policy import compile_pod_failure_policy
-from airflow_provider_kbatch.spec.podchecks import dig
 from airflow_provider_kbatch.spec.stage import (
     ConfigMapEnvSource,
     EnvFromConfigMap,

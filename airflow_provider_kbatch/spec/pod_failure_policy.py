@@ -21,8 +21,8 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_provider_kbatch.spec.checkbase import dig, is_int, template_container_names
 from airflow_provider_kbatch.spec.errors import ProblemCollector
-from airflow_provider_kbatch.spec.podchecks import dig, is_int, template_container_names
 from airflow_provider_kbatch.spec.stage import StageSpec
 
 DISRUPTION_TARGET = "DisruptionTarget"

@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from airflow_provider_kbatch.spec.checkbase import dig, int_at_least, is_int
 from airflow_provider_kbatch.spec.errors import ProblemCollector
 from airflow_provider_kbatch.spec.intervals import IndexSet, map_logical
-from airflow_provider_kbatch.spec.podchecks import dig, int_at_least, is_int
 from airflow_provider_kbatch.spec.stage import StageSpec
 
 MAX_SUCCESS_POLICY_RULES = 20

@@ -16,7 +16,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_provider_kbatch.spec.checkbase import dig, int_at_least, is_int
 from airflow_provider_kbatch.spec.errors import KbatchSpecError, ProblemCollector
+from airflow_provider_kbatch.spec.metachecks import (
+    check_metadata,
+    check_scheduling,
+    check_security,
+    check_volumes,
+)
 from airflow_provider_kbatch.spec.names import is_dns1123_label
 from airflow_provider_kbatch.spec.pod_failure_policy import (
     check_exit_code_helpers,
@@ -24,22 +31,10 @@ from airflow_provider_kbatch.spec.pod_failure_policy import (
     has_pod_failure_policy,
     raw_actions,
 )
-from airflow_provider_kbatch.spec.podchecks import (
-    check_container,
-    check_env,
-    check_json,
-    check_metadata,
-    check_resources,
-    check_scheduling,
-    check_security,
-    check_template,
-    check_volumes,
-    dig,
-    int_at_least,
-    is_int,
-)
+from airflow_provider_kbatch.spec.podchecks import check_container, check_env, check_resources
 from airflow_provider_kbatch.spec.stage import StageSpec
 from airflow_provider_kbatch.spec.success_policy import check_raw_success_policy, check_success_helpers
+from airflow_provider_kbatch.spec.templatechecks import check_json, check_template
 
 MAX_PARALLELISM_INDEXED = 100_000
 MAX_FAILED_INDEXES = 100_000
