@@ -5,16 +5,9 @@ The ``job_template`` is merged *underneath* the typed fields (typed fields win),
 ``KBATCH_RUN_ID`` and the index variables); the main container also gets ``extra_env`` and the
 extra volume mounts.
 
-How a pod learns its logical index (docs/internals.md, "Resume"):
-
-- first attempt (no ``index_map``, or the full range): ``JOB_COMPLETION_INDEX`` is declared from
-  the pod annotation, then ``KBATCH_INDEX=$(JOB_COMPLETION_INDEX)`` (dependent expansion: the
-  Job controller's own ``JOB_COMPLETION_INDEX`` would be appended *after* our variables, too late
-  for the expansion, so we declare it first);
-- resumed attempt (a subset of the logical indexes): ``completions = len(index_map)``,
-  ``KBATCH_INDEX_MAP=<index_map>``, and every container with a ``command`` runs through a POSIX
-  ``sh`` shim that computes ``KBATCH_INDEX`` then ``exec``s the original command and args.
-  Containers without a ``command`` (image entrypoint) rely on ``runtime.index()``.
+How a pod learns its logical index, first attempt or resumed, is
+:mod:`airflow_provider_kbatch.spec.resume` (docs/internals.md, "Resume"); its names are
+re-exported here.
 """
 
 from __future__ import annotations
@@ -25,14 +18,11 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airflow_provider_kbatch.runtime import env as runtime_env
 from airflow_provider_kbatch.spec.checkbase import dig
-from airflow_provider_kbatch.spec.errors import KbatchSpecError
 from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.spec.names import (
     ANNOTATION_INDEX_MAP,
     ANNOTATION_SPEC_HASH,
-    JOB_COMPLETION_INDEX_KEY,
     LABEL_QUEUE_NAME,
     JobIdentity,
     identity_annotations,
@@ -40,6 +30,20 @@ from airflow_provider_kbatch.spec.names import (
     job_name,
 )
 from airflow_provider_kbatch.spec.pod_failure_policy import compile_pod_failure_policy
+from airflow_provider_kbatch.spec.resume import (
+    ENV_COMPLETION_INDEX,
+    ENV_INDEX,
+    ENV_INDEX_MAP,
+    ENV_RUN_ID,
+    ENV_STAGE,
+    MAX_INDEX_MAP_CHARS,
+    RESUME_SHIM,
+    SHIM_ARGV0,
+    SHIM_EXIT_CODE,
+    checked_resume_map,
+    kbatch_env,
+    wrap_command,
+)
 from airflow_provider_kbatch.spec.stage import (
     ConfigMapEnvSource,
     EnvFromConfigMap,
@@ -53,48 +57,29 @@ from airflow_provider_kbatch.spec.stage import (
 from airflow_provider_kbatch.spec.success_policy import compile_success_policy
 from airflow_provider_kbatch.spec.validation import validate_stage
 
-# the names are the runtime's (runtime/env.py), the one definition of every KBATCH_* variable
-ENV_STAGE = runtime_env.STAGE
-ENV_RUN_ID = runtime_env.RUN_ID
-ENV_INDEX = runtime_env.INDEX
-ENV_INDEX_MAP = runtime_env.INDEX_MAP
-ENV_COMPLETION_INDEX = runtime_env.JOB_COMPLETION_INDEX
+__all__ = [
+    "DEFAULT_CONTAINER_ANNOTATION",
+    "ENV_COMPLETION_INDEX",
+    "ENV_INDEX",
+    "ENV_INDEX_MAP",
+    "ENV_RUN_ID",
+    "ENV_STAGE",
+    "MAX_INDEX_MAP_CHARS",
+    "RESUME_SHIM",
+    "SHIM_ARGV0",
+    "SHIM_EXIT_CODE",
+    "build_job_manifest",
+    "canonical_json",
+    "deep_merge",
+    "env_from_item",
+    "env_var",
+    "kbatch_env",
+    "spec_hash",
+    "wrap_command",
+]
 
 #: Makes ``kubectl logs <pod>`` pick the main container of a pod with sidecars.
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
-#: Exit code of the resume shim when its environment is inconsistent (a kbatch bug, not yours).
-SHIM_EXIT_CODE = 121
-SHIM_ARGV0 = "kbatch-index-shim"
-#: An env var value is limited to 128 KiB by Linux and annotations to 256 KiB in total.
-MAX_INDEX_MAP_CHARS = 100_000
-
-# POSIX sh; no "$$" and no "$(NAME)" so the kubelet's $(VAR) expansion of `command` leaves it
-# unchanged ("$((" arithmetic is not a variable reference). Ranges are split with IFS=",", one
-# pass, no subshells: fast even for a map of thousands of ranges.
-RESUME_SHIM = f"""set -f
-k=${{{ENV_COMPLETION_INDEX}:-}}
-case $k in ''|*[!0-9]*) echo "kbatch: {ENV_COMPLETION_INDEX}='$k' is not an index" >&2; exit {SHIM_EXIT_CODE};; esac
-case ${{{ENV_INDEX_MAP}:-}} in ''|*[!0-9,-]*|[,-]*|*[,-]|*,,*|*--*|*,-*|*-,*)
-  echo "kbatch: {ENV_INDEX_MAP}='${{{ENV_INDEX_MAP}:-}}' is malformed" >&2; exit {SHIM_EXIT_CODE};; esac
-IFS=,
-for r in ${{{ENV_INDEX_MAP}:-}}; do
-  case $r in *[!0-9-]*|-*|*-|*-*-*) echo "kbatch: bad range '$r' in {ENV_INDEX_MAP}" >&2; exit {SHIM_EXIT_CODE};; esac
-  a=${{r%-*}}
-  b=${{r#*-}}
-  n=$((b - a + 1))
-  if [ "$k" -lt "$n" ]; then
-    {ENV_INDEX}=$((a + k))
-    export {ENV_INDEX}
-    unset IFS
-    set +f
-    exec "$@"
-  fi
-  k=$((k - n))
-done
-echo "kbatch: {ENV_COMPLETION_INDEX}=${{{ENV_COMPLETION_INDEX}:-}} is outside {ENV_INDEX_MAP}=${{{ENV_INDEX_MAP}:-}}" >&2
-exit {SHIM_EXIT_CODE}
-"""
-
 # lists merged item by item, matched on a key: deep-merged items / replaced items
 _MERGE_ITEMS_BY = {"containers": "name", "initContainers": "name", "ephemeralContainers": "name"}
 _REPLACE_ITEMS_BY = {
@@ -181,60 +166,7 @@ def env_from_item(source: SecretEnvSource | ConfigMapEnvSource) -> dict[str, Any
     return item
 
 
-def _completion_index_env() -> dict[str, Any]:
-    path = f"metadata.annotations['{JOB_COMPLETION_INDEX_KEY}']"
-    return {"name": ENV_COMPLETION_INDEX, "valueFrom": {"fieldRef": {"fieldPath": path}}}
-
-
-def kbatch_env(spec: StageSpec, identity: JobIdentity, resume_map: IndexSet | None) -> list[dict[str, Any]]:
-    """The variables kbatch sets in every container, in dependency order."""
-    env = [{"name": ENV_STAGE, "value": identity.task_id}, {"name": ENV_RUN_ID, "value": identity.run_id}]
-    if not spec.is_indexed:
-        return env
-    env.append(_completion_index_env())
-    if resume_map is None:
-        env.append({"name": ENV_INDEX, "value": f"$({ENV_COMPLETION_INDEX})"})
-    else:
-        env.append({"name": ENV_INDEX_MAP, "value": str(resume_map)})
-    return env
-
-
-def wrap_command(command: Sequence[str], args: Sequence[str] | None) -> list[str]:
-    """The resumed container's ``command``: the shim, then the original command and args."""
-    return ["/bin/sh", "-c", RESUME_SHIM, SHIM_ARGV0, *command, *(args or ())]
-
-
 # --------------------------------------------------------------------------- manifest
-
-
-def _resume_map(spec: StageSpec, index_map: IndexSet | None) -> IndexSet | None:
-    """The index map when the Job runs a strict subset of the logical indexes, else None."""
-    if index_map is None:
-        return None
-    field = "index_map"
-    if not isinstance(index_map, IndexSet):
-        raise KbatchSpecError(
-            field, f"must be an IndexSet, got {type(index_map).__name__}", "Pass IndexSet.parse('...')."
-        )
-    if not spec.is_indexed:
-        raise KbatchSpecError(
-            field, "only works with completion_mode='Indexed'", "Resume NonIndexed stages in full."
-        )
-    if not index_map:
-        raise KbatchSpecError(field, "is empty: there is nothing to run", "Skip the submission instead.")
-    outside = index_map - IndexSet.full(spec.completions)
-    if outside:
-        raise KbatchSpecError(
-            field, f"indexes {outside} are not below completions ({spec.completions})", "Pass a subset."
-        )
-    text = str(index_map)
-    if len(text) > MAX_INDEX_MAP_CHARS:
-        raise KbatchSpecError(
-            field,
-            f"is {len(text)} characters long, more than {MAX_INDEX_MAP_CHARS}: too fragmented to pass to the pods",
-            "Re-run the stage in full (clear the recorded progress) or in several smaller stages.",
-        )
-    return None if index_map == IndexSet.full(spec.completions) else index_map
 
 
 def _resources(res: Resources) -> dict[str, Any]:
@@ -376,7 +308,7 @@ def build_job_manifest(
     Validates ``spec`` first (raises :class:`KbatchSpecError`).
     """
     validate_stage(spec)
-    resume_map = _resume_map(spec, index_map)
+    resume_map = checked_resume_map(spec, index_map)
     labels = {**spec.labels, **(extra_labels or {}), **identity_labels(identity, generation)}
     annotations = {
         **spec.annotations,
