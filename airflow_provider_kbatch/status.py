@@ -1,5 +1,7 @@
 """Read a Job (and its pods) into an outcome: THE place that decides "finished, and how".
 
+Over 400 lines on purpose: the one place that decides "finished, and how" stays one module.
+
 Pure: takes the camelCase dicts the API server returns, imports neither Airflow nor a Kubernetes
 client. Rules (the Job controller's, ``pkg/controller/job``):
 
