@@ -24,6 +24,7 @@ def get_provider_info() -> dict:
                 "integration-name": "kbatch",
                 "python-modules": [
                     "airflow_provider_kbatch.operators.job",
+                    "airflow_provider_kbatch.operators.lifecycle",
                     "airflow_provider_kbatch.operators.workspace",
                 ],
             }
@@ -49,7 +50,10 @@ def get_provider_info() -> dict:
         "hooks": [
             {
                 "integration-name": "kbatch",
-                "python-modules": ["airflow_provider_kbatch.hooks.kbatch"],
+                "python-modules": [
+                    "airflow_provider_kbatch.hooks.async_kbatch",
+                    "airflow_provider_kbatch.hooks.kbatch",
+                ],
             }
         ],
         "integrations": [

@@ -23,8 +23,8 @@ from airflow_provider_kbatch.hooks.base import (
     DEFAULT_WATCH_TIMEOUT_SECONDS,
     LOG_STREAM_TIMEOUT,
     WATCH_CLIENT_TIMEOUT_SLACK_SECONDS,
-    HookBase,
     Mutate,
+    _HookBase,
 )
 from airflow_provider_kbatch.hooks.calls import ApiCall, Propagation
 from airflow_provider_kbatch.hooks.connection import allowed_extras, resolve_namespace
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class AsyncKbatchHook(HookBase):
+class AsyncKbatchHook(_HookBase):
     """Asynchronous counterpart of :class:`KbatchHook` (kubernetes_asyncio), plus the watches.
 
     Each request opens an API client through the cncf ``AsyncKubernetesHook`` (so exec-plugin
@@ -49,7 +49,7 @@ class AsyncKbatchHook(HookBase):
 
     def __init__(
         self,
-        conn_id: str = HookBase.default_conn_name,
+        conn_id: str = _HookBase.default_conn_name,
         *,
         namespace: str | None = None,
         cluster_context: str | None = None,

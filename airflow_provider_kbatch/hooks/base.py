@@ -1,5 +1,5 @@
 """What the sync and async hooks share (no I/O): the cncf connection metadata, the constructor
-(:class:`HookBase` stores arguments only) and the default retry and watch settings. The hooks are
+(:class:`_HookBase` stores arguments only) and the default retry and watch settings. The hooks are
 :class:`~airflow_provider_kbatch.hooks.kbatch.KbatchHook` and
 :class:`~airflow_provider_kbatch.hooks.async_kbatch.AsyncKbatchHook` (both importable from
 :mod:`airflow_provider_kbatch.hooks.kbatch`)."""
@@ -25,7 +25,7 @@ WATCH_CLIENT_TIMEOUT_SLACK_SECONDS = 30
 LOG_STREAM_TIMEOUT = (30, None)
 
 
-class HookBase(BaseHook):
+class _HookBase(BaseHook):
     """Connection metadata and constructor shared by both hooks (stores arguments only, no I/O)."""
 
     conn_name_attr = "conn_id"

@@ -34,7 +34,7 @@ from airflow_provider_kbatch.hooks.base import LOG_STREAM_TIMEOUT as LOG_STREAM_
 from airflow_provider_kbatch.hooks.base import (
     WATCH_CLIENT_TIMEOUT_SLACK_SECONDS as WATCH_CLIENT_TIMEOUT_SLACK_SECONDS,
 )
-from airflow_provider_kbatch.hooks.base import HookBase, Mutate
+from airflow_provider_kbatch.hooks.base import Mutate, _HookBase
 from airflow_provider_kbatch.hooks.calls import ApiCall, Propagation
 from airflow_provider_kbatch.hooks.connection import resolve_namespace
 from airflow_provider_kbatch.hooks.retry import RetryPolicy, call_with_retry
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class KbatchHook(HookBase):
+class KbatchHook(_HookBase):
     """Synchronous Kubernetes Job / Pod / ConfigMap / PVC I/O for kbatch.
 
     :param conn_id: Airflow connection of type ``kubernetes`` (cncf provider).
@@ -60,7 +60,7 @@ class KbatchHook(HookBase):
 
     def __init__(
         self,
-        conn_id: str = HookBase.default_conn_name,
+        conn_id: str = _HookBase.default_conn_name,
         *,
         namespace: str | None = None,
         cluster_context: str | None = None,

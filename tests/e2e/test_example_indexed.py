@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_provider_kbatch.pipeline.records import read_stage, stage_key
 from airflow_provider_kbatch.spec.intervals import IndexSet
 
 DAG_ID = "kbatch_example_indexed"
@@ -39,11 +40,19 @@ def test_failed_indexes_are_resumed_by_the_airflow_retry_only(airflow_env, devcl
     proc = airflow_env.dags_test(DAG_ID, conf={"namespace": namespace, "fail_indexes": "2,5"})
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert airflow_env.task_states(DAG_ID)[("squares", -1)] == ("success", 2)
-    jobs = sorted(_jobs(devcluster, namespace), key=lambda j: j.metadata.creation_timestamp)
-    assert len(jobs) == 2
-    first, retry = jobs
-    assert IndexSet.parse(first.status.failed_indexes) == IndexSet.of([2, 5])
-    assert IndexSet.parse(first.status.completed_indexes) == IndexSet.of([0, 1, 3, 4, 6, 7])
+    # the first attempt's Job (Failed, 6 of 8) is removed once the retry succeeded and the ledger
+    # holds its indexes: kubectl shows the Job that completed, the ledger both attempts
+    jobs = _jobs(devcluster, namespace)
+    assert len(jobs) == 1, [j.metadata.name for j in jobs]
+    (retry,) = jobs
+    ledger = (
+        devcluster.core().list_namespaced_config_map(namespace, label_selector="kbatch.io/ledger=true").items
+    )
+    record = read_stage(dict(ledger[0].data or {}), stage_key("squares"))
+    assert record is not None and [a.try_number for a in record.attempts] == [1, 2]
+    first = record.attempts[0]
+    assert first.failed == IndexSet.of([2, 5]) and first.completed == IndexSet.of([0, 1, 3, 4, 6, 7])
+    assert first.job != retry.metadata.name
     assert retry.spec.completions == 2 and retry.metadata.annotations["kbatch.io/index-map"] == "2,5"
     retry_pods = (
         devcluster.core()
