@@ -38,6 +38,10 @@ EXAMPLES: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
+# the checkpoint example's items take 0.5 s each by default (20 per index): a tenth here
+EXAMPLE_CONF: dict[str, dict[str, Any]] = {"kbatch_example_checkpoint": {"item_seconds": 0.05}}
+
+
 @pytest.fixture(scope="module")
 def example_runs(airflow_deployment: AirflowDeployment, devcluster: ClusterHandle) -> dict[str, Any]:
     deployment = airflow_deployment
@@ -49,7 +53,8 @@ def example_runs(airflow_deployment: AirflowDeployment, devcluster: ClusterHandl
         namespace = devcluster.namespace("ex")
         run_id = f"manual__examples_{suffix}_{dag_id}"
         deployment.unpause(dag_id)
-        deployment.trigger(dag_id, run_id, conf={"namespace": namespace})
+        conf: dict[str, Any] = {"namespace": namespace, **EXAMPLE_CONF.get(dag_id, {})}
+        deployment.trigger(dag_id, run_id, conf=conf)
         runs[dag_id] = {"run_id": run_id, "namespace": namespace}
 
     def ended() -> bool:
