@@ -7,11 +7,12 @@ worker image without Airflow or the Kubernetes client installed.
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 __version__ = "0.1.0"
 
 
-def get_provider_info() -> dict:
+def get_provider_info() -> dict[str, Any]:
     """Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point."""
     return {
         "package-name": "airflow-provider-kbatch",

@@ -107,8 +107,8 @@ def _indexes(text: Any) -> IndexSet:
 def _tail(text: Any, limit: int = MAX_MESSAGE_CHARS) -> str | None:
     if not isinstance(text, str) or not text.strip():
         return None
-    text = text.strip()
-    return text if len(text) <= limit else "..." + text[-(limit - 3) :]
+    stripped: str = text.strip()
+    return stripped if len(stripped) <= limit else "..." + stripped[-(limit - 3) :]
 
 
 def is_fail_job(condition: Mapping[str, Any] | None) -> bool:

@@ -134,7 +134,7 @@ class RetryPolicy:
         """The jittered, capped exponential delay after failed attempt number ``attempt``."""
         raw = self.base_delay * (2 ** max(0, attempt - 1))
         spread = raw * self.jitter * (2 * self.random() - 1)
-        return max(0.0, min(self.max_delay, raw + spread))
+        return max(0.0, min(float(self.max_delay), float(raw + spread)))
 
     def delay(
         self,

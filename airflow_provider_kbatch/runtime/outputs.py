@@ -195,7 +195,7 @@ def read_part(directory: Path, index: int) -> dict[str, Any]:
     """Read and check one part manifest."""
     path = fmt.part_path(directory, index)
     try:
-        part = json.loads(path.read_bytes())
+        part: dict[str, Any] = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
         raise ManifestError(f"part manifest {path}: cannot be read ({exc})") from None
     errors = fmt.manifest_errors(part, kind=fmt.KIND_PART)

@@ -62,7 +62,7 @@ def _flag(value: str | None) -> bool:
 
 
 def _int(value: str | None) -> int | None:
-    return None if value in (None, "") else int(value)  # type: ignore[arg-type]
+    return None if value is None or value == "" else int(value)
 
 
 def find_pod_dir(pods_dir: Path, namespace: str, name: str) -> Path | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,7 +188,7 @@ def _host_path(spec: Mapping[str, Any]) -> str:
     elif kind == "FileOrCreate" and not os.path.exists(path):
         os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
         Path(path).touch(0o644)
-    checks = {
+    checks: dict[str, Callable[[str], bool]] = {
         "Directory": os.path.isdir,
         "File": os.path.isfile,
         "Socket": lambda p: os.path.exists(p) and stat.S_ISSOCK(os.stat(p).st_mode),
