@@ -20,7 +20,6 @@ from airflow_provider_kbatch.pipeline.ledger_schema import (
 from airflow_provider_kbatch.spec import names
 
 _NOT_KEY_CHAR = re.compile(r"[^-._a-zA-Z0-9]+")
-_NOT_DNS_CHAR = re.compile(r"[^a-z0-9]+")
 
 
 def _sha(*parts: str) -> str:
@@ -29,19 +28,12 @@ def _sha(*parts: str) -> str:
 
 def ledger_name(dag_id: str, run_id: str) -> str:
     """``kbatch-ledger-<dag slug>-<h10>``: a DNS label (<= 63 chars), one per (dag_id, run_id)."""
-    slug = _NOT_DNS_CHAR.sub("-", dag_id.lower()).strip("-")[:38].rstrip("-")
-    h10 = _sha(dag_id, run_id)[:10]
-    return f"kbatch-ledger-{slug}-{h10}" if slug else f"kbatch-ledger-{h10}"
+    return names.run_object_name("ledger", dag_id, run_id, slug_chars=38)
 
 
 def ledger_labels(dag_id: str, run_id: str) -> dict[str, str]:
     """Labels of the ledger ConfigMap; dag id and run key are the same values Jobs carry."""
-    return {
-        names.LABEL_MANAGED_BY: names.MANAGED_BY,
-        names.LABEL_DAG_ID: names.sanitize_label_value(dag_id),
-        names.LABEL_RUN_KEY: names.run_key(run_id),
-        LABEL_LEDGER: "true",
-    }
+    return {**names.run_labels(dag_id, run_id), LABEL_LEDGER: "true"}
 
 
 def ledger_annotations(dag_id: str, run_id: str) -> dict[str, str]:

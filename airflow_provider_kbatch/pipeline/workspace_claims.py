@@ -5,8 +5,6 @@ by name is this run's and usable, and which generation to use. The I/O is in
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -18,29 +16,16 @@ LABEL_WORKSPACE = "kbatch.io/workspace"
 ANNOTATION_RETENTION = "kbatch.io/retention"
 ANNOTATION_GENERATION = "kbatch.io/workspace-generation"
 
-_NOT_DNS = re.compile(r"[^a-z0-9]+")
-
-
-def _sha(*parts: str) -> str:
-    return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()
-
 
 def claim_name(dag_id: str, run_id: str, generation: int = 1) -> str:
     """``kbatch-ws-<dag slug>-<h10>-g<generation>``: the provider's claim for one DAG run."""
     if generation < 1:
         raise ValueError(f"generation must be at least 1, got {generation}")
-    slug = _NOT_DNS.sub("-", dag_id.lower()).strip("-")[:30].rstrip("-")
-    h10 = _sha(dag_id, run_id)[:10]
-    return f"kbatch-ws-{slug}-{h10}-g{generation}" if slug else f"kbatch-ws-{h10}-g{generation}"
+    return names.run_object_name("ws", dag_id, run_id, slug_chars=30, suffix=f"-g{generation}")
 
 
 def claim_labels(dag_id: str, run_id: str) -> dict[str, str]:
-    return {
-        names.LABEL_MANAGED_BY: names.MANAGED_BY,
-        names.LABEL_DAG_ID: names.sanitize_label_value(dag_id),
-        names.LABEL_RUN_KEY: names.run_key(run_id),
-        LABEL_WORKSPACE: "true",
-    }
+    return {**names.run_labels(dag_id, run_id), LABEL_WORKSPACE: "true"}
 
 
 def claim_manifest(workspace: Workspace, *, dag_id: str, run_id: str, generation: int) -> dict[str, Any]:

@@ -146,6 +146,23 @@ def sanitize_label_value(value: str, max_length: int = MAX_LABEL_VALUE) -> str:
     return f"{body}-{digest}" if body else digest
 
 
+def run_object_name(kind: str, dag_id: str, run_id: str, *, slug_chars: int, suffix: str = "") -> str:
+    """``kbatch-<kind>-<dag slug>-<h10><suffix>``: the name of an object of one DAG run (its ledger,
+    its workspace claim), a DNS label; ``h10`` hashes dag id and run id, so runs never share one."""
+    slug = _NOT_DNS_CHAR.sub("-", dag_id.lower()).strip("-")[:slug_chars].rstrip("-")
+    h10 = _sha(dag_id, run_id)[:10]
+    return f"kbatch-{kind}-{slug}-{h10}{suffix}" if slug else f"kbatch-{kind}-{h10}{suffix}"
+
+
+def run_labels(dag_id: str, run_id: str) -> dict[str, str]:
+    """Labels of an object of one DAG run: dag id and run key carry the values its Jobs carry."""
+    return {
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_DAG_ID: sanitize_label_value(dag_id),
+        LABEL_RUN_KEY: run_key(run_id),
+    }
+
+
 def run_key(run_id: str) -> str:
     """A short DNS-label-safe key for a DAG run: ``<sanitised run id, 20 chars>-<sha256[:8]>``.
 
