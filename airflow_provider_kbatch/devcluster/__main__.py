@@ -20,6 +20,7 @@ from typing import Any
 from airflow_provider_kbatch.devcluster.build import ensure_binaries
 from airflow_provider_kbatch.devcluster.cluster import DevCluster, DevClusterError, default_state_dir
 from airflow_provider_kbatch.devcluster.postgres import PostgresError
+from airflow_provider_kbatch.devcluster.tools import TOOLS, tool_path
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,7 +42,18 @@ def _parser() -> argparse.ArgumentParser:
     down.add_argument("--keep-data", action="store_true", help="keep etcd data and volumes for the next up")
     sub.add_parser("status", help="print what runs, as JSON")
     sub.add_parser("env", help="print shell exports for kubectl, the Python client and Airflow")
-    sub.add_parser("build", help="only build (or find cached) control plane binaries")
+    build = sub.add_parser("build", help="only build (or find cached) control plane binaries")
+    build.add_argument(
+        "--tool",
+        action="append",
+        default=[],
+        choices=sorted(TOOLS),
+        help="also build this Go tool (repeatable)",
+    )
+    tool = sub.add_parser(
+        "tool", help="print the path of a Go tool (helm, promtool, kueue), building it if needed"
+    )
+    tool.add_argument("tool_name", choices=sorted(TOOLS))
     fault = sub.add_parser("fault", help="inject a failure")
     fault_sub = fault.add_subparsers(dest="fault", required=True)
     fault_sub.add_parser("restart-apiserver", help="stop and start kube-apiserver")
@@ -165,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "build":
             sys.stdout.write(f"{ensure_binaries()}\n")
+            for name in args.tool:
+                sys.stdout.write(f"{tool_path(name)}\n")
+        elif args.command == "tool":
+            sys.stdout.write(f"{tool_path(args.tool_name)}\n")
         elif args.command == "up":
             cluster.nodes = args.nodes
             cluster.fast_job_backoff = args.fast_job_backoff
