@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -45,6 +46,8 @@ class WaitSettings:
     progress_interval: float = 30.0
     stream_logs: bool = True
     max_log_streams: int = 16
+    # all the waits of one event loop (a triggerer holds hundreds) share this many live streams
+    process_log_streams: int = 64
     queue_timeout: float | None = None
     log_drain_seconds: float = 5.0
 
@@ -53,6 +56,7 @@ class WaitSettings:
             "progress_interval": self.progress_interval,
             "stream_logs": self.stream_logs,
             "max_log_streams": self.max_log_streams,
+            "process_log_streams": self.process_log_streams,
             "queue_timeout": self.queue_timeout,
             "log_drain_seconds": self.log_drain_seconds,
         }
@@ -85,6 +89,22 @@ class WaitResult:
             "queued_seconds": round(self.queued_seconds, 3),
             "signals": list(self.signals),
         }
+
+
+_PROCESS_STREAMS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def process_stream_slots(limit: int) -> asyncio.Semaphore:
+    """The live log streams all waits of the running event loop share (the first wait's limit):
+    a triggerer holding a thousand stages follows at most that many logs at once; what no live
+    stream delivered is read once the Job has finished (:func:`read_unstreamed`)."""
+    loop = asyncio.get_running_loop()
+    slots = _PROCESS_STREAMS.get(loop)
+    if slots is None:
+        slots = _PROCESS_STREAMS[loop] = asyncio.Semaphore(max(1, limit))
+    return slots
 
 
 def suspended_seconds(job: dict[str, Any], now: float) -> float:
@@ -139,6 +159,7 @@ class _Watch:
         self.streamed: set[tuple[str, str]] = set()  # (pod, container) a live stream delivered lines of
         self.final_read: FinalRead | None = None
         self.stream_slots = asyncio.Semaphore(max(1, settings.max_log_streams))
+        self.process_slots = process_stream_slots(settings.process_log_streams)
         self.explained: set[tuple[Any, Any]] = set()
 
     # ------------------------------------------------------------------ job watch
@@ -267,7 +288,7 @@ class _Watch:
 
     async def stream(self, pod: dict[str, Any]) -> None:
         pod_name = pod["metadata"]["name"]
-        async with self.stream_slots:
+        async with self.stream_slots, self.process_slots:
             for container in containers_of(pod):
                 label = log_label(pod, container, self.index_map)
                 try:

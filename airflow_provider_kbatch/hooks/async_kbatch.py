@@ -5,6 +5,7 @@ Import it from :mod:`airflow_provider_kbatch.hooks.kbatch`, its public path."""
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -29,8 +30,10 @@ from airflow_provider_kbatch.hooks.base import (
 from airflow_provider_kbatch.hooks.calls import ApiCall, Propagation
 from airflow_provider_kbatch.hooks.connection import allowed_extras, resolve_namespace
 from airflow_provider_kbatch.hooks.retry import RetryPolicy, acall_with_retry
+from airflow_provider_kbatch.hooks.shared_watch import Feed, hub, label_selector_matcher
 from airflow_provider_kbatch.hooks.watch import resumable_watch
 from airflow_provider_kbatch.hooks.watch_streams import watch_opener
+from airflow_provider_kbatch.spec.names import CONTROLLER_UID_LABEL
 
 if TYPE_CHECKING:
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook
@@ -44,7 +47,9 @@ class AsyncKbatchHook(_HookBase):
     Each request opens an API client through the cncf ``AsyncKubernetesHook`` (so exec-plugin
     tokens are refreshed) unless the hook is used as ``async with hook:``, which keeps one client
     for the block. Same constructor as :class:`KbatchHook`, plus ``watch_retry_policy`` (reconnect
-    backoff of the watches) and an injected async ``sleep``.
+    backoff of the watches), an injected async ``sleep`` and ``share_watches`` (default True: the
+    waits of one event loop on the same cluster and namespace share one Job watch and one pod
+    watch, see :mod:`airflow_provider_kbatch.hooks.shared_watch`).
     """
 
     def __init__(
@@ -58,6 +63,7 @@ class AsyncKbatchHook(_HookBase):
         retry_policy: RetryPolicy | None = None,
         watch_retry_policy: RetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        share_watches: bool = True,
     ) -> None:
         super().__init__(
             conn_id,
@@ -68,6 +74,7 @@ class AsyncKbatchHook(_HookBase):
             retry_policy=retry_policy,
         )
         self.watch_retry_policy = watch_retry_policy or DEFAULT_WATCH_RETRY_POLICY
+        self.share_watches = share_watches
         self._sleep = sleep
         self._cncf: AsyncKubernetesHook | None = None
         self._extras: dict[str, Any] | None = None
@@ -269,6 +276,7 @@ class AsyncKbatchHook(_HookBase):
         timeout_seconds: int | None,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        on_listed: Callable[[], object] = lambda: None,
     ) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
         """The resumable watch of ``kind`` objects matching the selectors: ``list_items`` first,
         then watches from its resourceVersion (see :func:`resumable_watch`)."""
@@ -283,7 +291,21 @@ class AsyncKbatchHook(_HookBase):
             label_selector=label_selector,
             field_selector=field_selector,
         )
-        return resumable_watch(list_items, open_watch, policy=self.watch_retry_policy, sleep=self._sleep)
+        return resumable_watch(
+            list_items, open_watch, policy=self.watch_retry_policy, sleep=self._sleep, on_listed=on_listed
+        )
+
+    def _shared(self, *parts: Any) -> tuple[Any, ...]:
+        """The key of a shared watch: the cluster this hook talks to, then ``parts``."""
+        return (self.conn_id, self.cluster_context, self.config_file, self.in_cluster, *parts)
+
+    def _feed_hook(self) -> AsyncKbatchHook:
+        """A copy of this hook for a shared watch: it outlives the subscriber that started it, so
+        it never uses the subscriber's pinned client (``async with hook:``)."""
+        clone = copy.copy(self)
+        if clone._pinned_cm is not None:  # the block's client closes with the block
+            clone._pinned = clone._pinned_cm = None
+        return clone
 
     async def watch_job(
         self,
@@ -295,29 +317,59 @@ class AsyncKbatchHook(_HookBase):
     ) -> AsyncIterator[dict[str, Any]]:
         """Yield the Job now, then every change, until the consumer stops.
 
-        Lists the Job (``fieldSelector=metadata.name=<name>``), yields it, then watches from the
-        list's ``resourceVersion`` with bookmarks; resumes after each server-side timeout
-        (``timeout_seconds``, default 240 s; the client-side timeout is 30 s more), re-lists on 410,
-        reconnects with ``watch_retry_policy`` backoff on transient errors. Raises
-        :class:`JobDeleted` when the Job is deleted or missing (or replaced by a Job of the same
-        name with another ``uid``, when ``uid`` is given). Wrap in ``asyncio.timeout`` for a
-        deadline.
+        With ``share_watches`` (the default) every wait on this cluster and namespace in the
+        event loop shares one watch of the namespace's Jobs (:mod:`.shared_watch`): the Job is
+        taken from it when known, read directly otherwise (a Job created a moment ago the watch
+        has not reported yet), then followed. Without, the Job is listed
+        (``fieldSelector=metadata.name=<name>``) and watched on its own. Either way the watch
+        resumes from its ``resourceVersion`` after each server-side timeout (``timeout_seconds``,
+        default 240 s; the client-side timeout is 30 s more), re-lists on 410 and reconnects with
+        ``watch_retry_policy`` backoff on transient errors. Raises :class:`JobDeleted` when the
+        Job is deleted or missing (or replaced by a Job of the same name with another ``uid``,
+        when ``uid`` is given). Wrap in ``asyncio.timeout`` for a deadline.
         """
         ns = await self._ns(namespace)
-        selector = f"metadata.name={name}"
         last: dict[str, Any] | None = None
+        events: AsyncIterator[tuple[str, dict[str, Any]]]
+        if self.share_watches:
+            feed_hook = self._feed_hook()
 
-        async def list_job() -> tuple[list[dict[str, Any]], str]:
-            items, resource_version = await self._run(
-                calls.list_with_version("Job", ns, field_selector=selector)
+            def start(on_listed: Callable[[], None]) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
+                async def list_all() -> tuple[list[dict[str, Any]], str]:
+                    return await feed_hook._run(calls.list_with_version("Job", ns))
+
+                return feed_hook._resumable(
+                    "Job", ns, list_all, timeout_seconds=timeout_seconds, on_listed=on_listed
+                )
+
+            def named(job: Mapping[str, Any]) -> bool:
+                return (job.get("metadata") or {}).get("name") == name
+
+            async def prime(feed: Feed) -> list[tuple[str, dict[str, Any]]]:
+                if any(named(job) for job in feed.known.values()):
+                    return []
+                current = await self.get_job(ns, name)
+                if current is None:
+                    raise JobDeleted(ns, name, None)
+                return [("ADDED", current)]
+
+            events = hub().subscribe(self._shared("Job", ns, timeout_seconds), start, named, prime=prime)
+        else:
+            selector = f"metadata.name={name}"
+
+            async def list_job() -> tuple[list[dict[str, Any]], str]:
+                items, resource_version = await self._run(
+                    calls.list_with_version("Job", ns, field_selector=selector)
+                )
+                if not items:
+                    raise JobDeleted(ns, name, last)
+                return items, resource_version
+
+            events = self._resumable(
+                "Job", ns, list_job, timeout_seconds=timeout_seconds, field_selector=selector
             )
-            if not items:
-                raise JobDeleted(ns, name, last)
-            return items, resource_version
-
-        watch = self._resumable("Job", ns, list_job, timeout_seconds=timeout_seconds, field_selector=selector)
-        async with aclosing(watch) as events:
-            async for event_type, job in events:
+        async with aclosing(events) as stream:  # type: ignore[type-var]
+            async for event_type, job in stream:
                 job_uid = (job.get("metadata") or {}).get("uid")
                 if event_type == "DELETED" or (uid is not None and job_uid != uid):
                     raise JobDeleted(ns, name, last or job)
@@ -333,7 +385,8 @@ class AsyncKbatchHook(_HookBase):
     ) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
         """Yield ``(event type, pod)`` for matching pods: first ``ADDED`` for each current pod, then
         ``ADDED`` / ``MODIFIED`` / ``DELETED`` as they change. Same resume rules as :meth:`watch_job`;
-        pods that vanished while a re-list was needed are reported ``DELETED``."""
+        pods that vanished while a re-list was needed are reported ``DELETED``. Shared: a selector
+        on a Job's controller uid is served from one watch of the namespace's Job pods."""
         return self._watch_labelled("Pod", namespace, label_selector, timeout_seconds)
 
     def watch_config_maps(
@@ -344,22 +397,42 @@ class AsyncKbatchHook(_HookBase):
         timeout_seconds: int | None = None,
     ) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
         """Yield ``(event type, config map)`` for matching ConfigMaps (run ledgers), like
-        :meth:`watch_pods`."""
+        :meth:`watch_pods`; waits with the same selector share one watch."""
         return self._watch_labelled("ConfigMap", namespace, label_selector, timeout_seconds)
 
     async def _watch_labelled(
         self, kind: calls.Kind, namespace: str | None, label_selector: str, timeout_seconds: int | None
     ) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
         ns = await self._ns(namespace)
-
-        async def list_items() -> tuple[list[dict[str, Any]], str]:
-            return await self._run(calls.list_with_version(kind, ns, label_selector=label_selector))
-
-        watch = self._resumable(
-            kind, ns, list_items, timeout_seconds=timeout_seconds, label_selector=label_selector
+        matcher = label_selector_matcher(label_selector) if self.share_watches else None
+        # pods of Jobs: one watch of every Job pod in the namespace, filtered here
+        watched = (
+            CONTROLLER_UID_LABEL
+            if kind == "Pod" and matcher is not None and CONTROLLER_UID_LABEL in label_selector
+            else label_selector
         )
-        async with aclosing(watch) as events:
-            async for event in events:
+        feed_hook = self._feed_hook() if matcher is not None else self
+
+        def start(on_listed: Callable[[], None]) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
+            async def list_items() -> tuple[list[dict[str, Any]], str]:
+                return await feed_hook._run(calls.list_with_version(kind, ns, label_selector=watched))
+
+            return feed_hook._resumable(
+                kind,
+                ns,
+                list_items,
+                timeout_seconds=timeout_seconds,
+                label_selector=watched,
+                on_listed=on_listed,
+            )
+
+        events: AsyncIterator[tuple[str, dict[str, Any]]]
+        if matcher is None:
+            events = start(lambda: None)
+        else:
+            events = hub().subscribe(self._shared(kind, ns, watched, timeout_seconds), start, matcher)
+        async with aclosing(events) as stream:  # type: ignore[type-var]
+            async for event in stream:
                 yield event
 
     async def stream_pod_log(

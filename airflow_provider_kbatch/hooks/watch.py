@@ -125,12 +125,14 @@ async def resumable_watch(
     policy: RetryPolicy,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     clock: Callable[[], float] = time.monotonic,
+    on_listed: Callable[[], object] = lambda: None,
 ) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
     """Yield ``(event type, object)`` forever: ADDED / MODIFIED / DELETED, resumed and re-listed.
 
     The consumer ends the watch by leaving its ``async for`` (or cancelling). Transient errors of
     ``list_fn`` (after the caller's own retries) are retried with ``policy`` like the watch's;
-    others (e.g. ``JobDeleted``, 403) propagate.
+    others (e.g. ``JobDeleted``, 403) propagate. ``on_listed`` is called after the events of
+    each list have been yielded (a shared watch knows then that its snapshot is complete).
     """
     state = _State()
     failures = 0
@@ -146,6 +148,7 @@ async def resumable_watch(
                 continue
             for listed in state.relisted(items, resource_version):
                 yield listed
+            on_listed()
             if state.resource_version is None:
                 raise ValueError("the list response carried no resourceVersion to watch from")
         started, seen = clock(), 0

@@ -18,6 +18,7 @@ PINNED = (
             "progress_interval": 5.0,
             "stream_logs": True,
             "max_log_streams": 16,
+            "process_log_streams": 64,
             "queue_timeout": None,
             "log_drain_seconds": 5.0,
         },

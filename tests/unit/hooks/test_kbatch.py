@@ -3,6 +3,7 @@ retries, the async watch / log wiring, and the connection extras."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -234,7 +235,9 @@ class AsyncApis:
 
 @pytest.fixture
 def async_apis(monkeypatch: pytest.MonkeyPatch) -> Any:
-    def install(**answers: list[Any]) -> tuple[AsyncKbatchHook, AsyncApis, Sleeps]:
+    def install(
+        share_watches: bool = False, **answers: list[Any]
+    ) -> tuple[AsyncKbatchHook, AsyncApis, Sleeps]:
         import kubernetes_asyncio.client
 
         apis = AsyncApis(**answers)
@@ -242,7 +245,11 @@ def async_apis(monkeypatch: pytest.MonkeyPatch) -> Any:
             monkeypatch.setattr(kubernetes_asyncio.client, name, apis.factory)
         sleeps = Sleeps()
         hook = AsyncKbatchHook(
-            namespace="ns", retry_policy=POLICY, watch_retry_policy=POLICY, sleep=sleeps.asleep
+            namespace="ns",
+            retry_policy=POLICY,
+            watch_retry_policy=POLICY,
+            sleep=sleeps.asleep,
+            share_watches=share_watches,
         )
         hook._pinned = object()  # an "open" API client: no configuration loading
         return hook, apis, sleeps
@@ -298,6 +305,49 @@ async def test_watch_job_missing_or_replaced_is_deleted(async_apis: Any) -> None
     )
     with pytest.raises(JobDeleted):
         async for _ in hook.watch_job("ns", "j", uid="old"):
+            pass
+
+
+async def test_shared_watch_job_lists_the_namespace_once_and_reads_a_job_it_does_not_know(
+    async_apis: Any,
+) -> None:
+    """Two waits share one list+watch of the namespace's Jobs (no field selector); a Job the list
+    did not have is read directly; one that does not exist at all is deleted."""
+    watch_body = lines(
+        event("MODIFIED", job("a", "7", uid="ua", succeeded=1)), event("MODIFIED", job("b", "8", uid="ub"))
+    )
+    hook, apis, _ = async_apis(
+        share_watches=True,
+        list_namespaced_job=[
+            AiohttpResponse(body=job_list("5", job("a", "4", uid="ua"))),
+            AiohttpResponse(chunks=watch_body),
+        ],
+        read_namespaced_job=[AiohttpResponse(body=job("b", "6", uid="ub"))],
+    )
+
+    async def follow(name: str, last: str) -> list[str]:
+        seen = []
+        async for current in hook.watch_job("ns", name):
+            seen.append(current["metadata"]["resourceVersion"])
+            if seen[-1] == last:
+                break
+        return seen
+
+    a, b = await asyncio.gather(follow("a", "7"), follow("b", "8"))
+    assert a == ["4", "7"]
+    assert b in (["6", "8"], ["8"])  # the direct read is dropped when the watch was already newer
+    listing, watching = [kw for method, kw in apis.calls if method == "list_namespaced_job"][:2]
+    assert "field_selector" not in listing and "watch" not in listing
+    assert watching["watch"] is True and watching["resource_version"] == "5"
+    assert [method for method, _ in apis.calls].count("read_namespaced_job") <= 1  # only b, if at all
+
+    hook, _, _ = async_apis(
+        share_watches=True,
+        list_namespaced_job=[AiohttpResponse(body=job_list("5"))],
+        read_namespaced_job=[AiohttpResponse(status=404, body=status_body(404, "NotFound", "gone"))],
+    )
+    with pytest.raises(JobDeleted):
+        async for _ in hook.watch_job("ns", "missing"):
             pass
 
 
