@@ -102,6 +102,12 @@ def _run_the_dag(
     assert refused.value.status == 403 and 'violates PodSecurity "restricted:latest"' in message, message
 
     wait_until(lambda: _exists(lambda: core.read_namespaced_service_account("kbatch-airflow", stages)))
+    # the quota admission refuses objects it counts until the controller has computed the quota
+    wait_until(
+        lambda: core.read_namespaced_resource_quota("kbatch", stages).status.hard,
+        timeout=60,
+        what="the quota's first status",
+    )
     sa_config = service_account_kubeconfig(devcluster, stages, "kbatch-airflow", tmp_path / "sa.kubeconfig")
     conn = {"conn_type": "kubernetes", "extra": {"kube_config_path": str(sa_config), "namespace": stages}}
     env = {
