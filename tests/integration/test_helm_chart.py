@@ -62,7 +62,7 @@ def test_the_chart_lints_and_its_schema_refuses_wrong_values() -> None:
     )
     assert (
         missing.returncode != 0
-        and "workspace.storageClass: name and provisioner are required" in missing.stderr
+        and "workspace.storageClass.provisioner: required with create=true" in missing.stderr
     )
 
 

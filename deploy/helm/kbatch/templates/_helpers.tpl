@@ -11,3 +11,10 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
+
+{{/* The workspace StorageClass's name ("": the cluster's default class). */}}
+{{- define "kbatch.storageClassName" -}}
+{{- with .Values.workspace.storageClass -}}
+{{- if .create }}{{ .name | default "kbatch-workspace" }}{{ else }}{{ .name }}{{ end -}}
+{{- end -}}
+{{- end -}}
