@@ -2,14 +2,13 @@
 provider's RBAC) is exactly what the provider needs: enough for everything it does, and no more.
 
 A fresh namespace gets the chart's ServiceAccount, Role and RoleBinding (rendered by the real
-``helm template``, applied with kubectl); a token for the
-ServiceAccount comes from the TokenRequest API; a kubeconfig holding only that token drives
-``KbatchHook(config_file=...)`` and ``AsyncKbatchHook(config_file=...)`` through the provider's
-own code paths (manifest, create/adopt, the trigger's watch with log streaming, the outcome
-read with the ledger, the output sensor's lookup and watch, suspend/resume, kill, workspace
-claims, diagnostics). Every request they send is recorded and mapped to its RBAC (resource,
-verb): the set must equal what the Role grants
--- a grant nothing uses is reported as excess. Then what the provider must not be able to do is
+``helm template``, applied with kubectl); a token for the ServiceAccount comes from the
+TokenRequest API; a kubeconfig holding only that token drives ``KbatchHook(config_file=...)``
+and ``AsyncKbatchHook(config_file=...)`` through the provider's own code paths (manifest,
+create/adopt, the trigger's watch with log streaming, the outcome read with the ledger, the
+output sensor's lookup and watch, suspend/resume, kill, workspace claims, diagnostics). Every
+request they send is recorded and mapped to its RBAC (resource, verb): the set must equal what
+the Role grants -- a grant nothing uses is reported as excess. Then what the provider must not be able to do is
 shown to be forbidden: bare Pods, Secrets, exec, other namespaces, RBAC objects.
 """
 
