@@ -37,11 +37,23 @@ class GoTool:
 
 
 TOOLS: dict[str, GoTool] = {
+    # the stamps helm's Makefile sets: its version, and the Kubernetes version `helm lint` and
+    # `helm template` assume without a cluster (the major/minor of go.mod's k8s.io/client-go
+    # v0.37.0 plus one major: 1.37; unset, they would be 1.20 and a chart's kubeVersion fails)
     "helm": GoTool(
         "helm",
         "helm.sh/helm/v3/cmd/helm",
         "v3.22.0",
-        ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=v3.22.0",
+        ldflags=" ".join(
+            [
+                "-s -w -X helm.sh/helm/v3/internal/version.version=v3.22.0",
+                *(
+                    f"-X helm.sh/helm/v3/pkg/{pkg}.k8sVersion{part}={value}"
+                    for pkg in ("lint/rules", "chartutil")
+                    for part, value in (("Major", "1"), ("Minor", "37"))
+                ),
+            ]
+        ),
     ),
     "promtool": GoTool("promtool", "github.com/prometheus/prometheus/cmd/promtool", "v0.316.0"),
     "kueue": GoTool("kueue", "sigs.k8s.io/kueue/cmd/kueue", "v0.17.0"),

@@ -13,7 +13,8 @@ from, and :func:`read_results` is the public call that returns them all::
     if xcom["results_inline"] < xcom["results_total"]:
         results = read_results(KbatchHook(), **xcom["results_ref"])   # {index: result}, every one
 
-The hook needs ConfigMaps ``get``, ``list``, ``create`` and ``update`` (granted by ``deploy/rbac.yaml``).
+The hook needs ConfigMaps ``get``, ``list``, ``create`` and ``update`` (granted by the Role in
+``deploy/helm/kbatch/templates/rbac.yaml``).
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
-"""deploy/rbac.yaml is exactly what the provider needs: enough for everything it does, and no more.
+"""The Helm chart's Role (``deploy/helm/kbatch/templates/rbac.yaml``, the one source of the
+provider's RBAC) is exactly what the provider needs: enough for everything it does, and no more.
 
-A fresh namespace gets the shipped ServiceAccount, Role and RoleBinding; a token for the
-ServiceAccount comes from the TokenRequest API; a kubeconfig holding only that token drives
-``KbatchHook(config_file=...)`` and ``AsyncKbatchHook(config_file=...)`` through the provider's
-own code paths (manifest, create/adopt, the trigger's watch with log streaming, the outcome
-read with the ledger, the output sensor's lookup and watch, suspend/resume, kill, workspace
-claims, diagnostics). Every request they send is recorded and mapped to its RBAC (resource,
-verb): the set must equal what the Role grants
--- a grant nothing uses is reported as excess. Then what the provider must not be able to do is
+A fresh namespace gets the chart's ServiceAccount, Role and RoleBinding (rendered by the real
+``helm template``, applied with kubectl); a token for the ServiceAccount comes from the
+TokenRequest API; a kubeconfig holding only that token drives ``KbatchHook(config_file=...)``
+and ``AsyncKbatchHook(config_file=...)`` through the provider's own code paths (manifest,
+create/adopt, the trigger's watch with log streaming, the outcome read with the ledger, the
+output sensor's lookup and watch, suspend/resume, kill, workspace claims, diagnostics). Every
+request they send is recorded and mapped to its RBAC (resource, verb): the set must equal what
+the Role grants -- a grant nothing uses is reported as excess. Then what the provider must not be able to do is
 shown to be forbidden: bare Pods, Secrets, exec, other namespaces, RBAC objects.
 """
 
@@ -40,13 +41,19 @@ from airflow_provider_kbatch.spec.names import JobIdentity, selector_for
 from airflow_provider_kbatch.spec.stage import StageSpec
 from airflow_provider_kbatch.triggers.output import KbatchOutputTrigger
 from tests.conftest import ClusterHandle, wait_until
+from tests.helmchart import documents, render
 from tests.ledger_writes import stage_written
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-RBAC = REPO / "deploy" / "rbac.yaml"
 SA = "kbatch-airflow"
+RBAC_TEMPLATE = "templates/rbac.yaml"
+
+
+def chart_rbac(namespace: str = "kbatch") -> str:
+    """The chart's ServiceAccount, Role and RoleBinding for ``namespace`` (no Namespace object)."""
+    return render({"namespace.name": namespace, "namespace.create": False}, show_only=RBAC_TEMPLATE)
+
 
 # generated client method suffix -> (apiGroup, resource)
 RESOURCES = {
@@ -78,8 +85,7 @@ def rbac_grant(method: str, kwargs: dict[str, Any]) -> Grant:
 
 
 def role_grants() -> set[Grant]:
-    docs = [d for d in yaml.safe_load_all(RBAC.read_text()) if d]
-    (role,) = [d for d in docs if d["kind"] == "Role"]
+    (role,) = [d for d in documents(chart_rbac()) if d["kind"] == "Role"]
     grants = set()
     for rule in role["rules"]:
         assert not rule.get("resourceNames"), "the test maps grants per resource"
@@ -144,37 +150,46 @@ class ServiceAccountAccess:
         return config.new_client_from_config(config_file=str(self.kubeconfig))
 
 
-@pytest.fixture
-def sa_access(devcluster: ClusterHandle, namespace: str, tmp_path: Path) -> Iterator[ServiceAccountAccess]:
-    subprocess.run(
-        [*devcluster.kubectl(), "apply", "-n", namespace, "-f", str(RBAC)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+def service_account_kubeconfig(devcluster: ClusterHandle, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig at ``path`` holding only a TokenRequest token of ``namespace/account``."""
     token = (
         devcluster.core()
-        .create_namespaced_service_account_token(SA, namespace, {"spec": {"expirationSeconds": 3600}})
+        .create_namespaced_service_account_token(account, namespace, {"spec": {"expirationSeconds": 3600}})
         .status.token
     )
     admin = yaml.safe_load(devcluster.kubeconfig.read_text())  # YAML or JSON
     (cluster,) = admin["clusters"]  # server and CA only: none of the admin's credentials
-    kubeconfig = tmp_path / "kbatch-airflow.kubeconfig"
-    kubeconfig.write_text(
+    path.write_text(
         json.dumps(
             {
                 "apiVersion": "v1",
                 "kind": "Config",
                 "clusters": [cluster],
-                "users": [{"name": SA, "user": {"token": token}}],
+                "users": [{"name": account, "user": {"token": token}}],
                 "contexts": [
-                    {"name": SA, "context": {"cluster": cluster["name"], "user": SA, "namespace": namespace}}
+                    {
+                        "name": account,
+                        "context": {"cluster": cluster["name"], "user": account, "namespace": namespace},
+                    }
                 ],
-                "current-context": SA,
+                "current-context": account,
             }
         )
     )
-    kubeconfig.chmod(0o600)
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def sa_access(devcluster: ClusterHandle, namespace: str, tmp_path: Path) -> Iterator[ServiceAccountAccess]:
+    subprocess.run(
+        [*devcluster.kubectl(), "apply", "-n", namespace, "-f", "-"],
+        input=chart_rbac(namespace),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    kubeconfig = service_account_kubeconfig(devcluster, namespace, SA, tmp_path / "kbatch-airflow.kubeconfig")
     return ServiceAccountAccess(namespace, kubeconfig)
 
 

@@ -1,6 +1,7 @@
 """Freeing a run's storage, and removing superseded attempts, on the real control plane (the Job,
 garbage-collector and pvc-protection controllers; the process node provisions the claims and runs
-the pods), as the shipped ServiceAccount: the Role of deploy/rbac.yaml is all the code needs.
+the pods), as the shipped ServiceAccount: the Role of the Helm chart
+(deploy/helm/kbatch/templates/rbac.yaml) is all the code needs.
 
 * A claim deleted on its own stays ``Terminating`` while the run's completed pods exist -- until
   their Jobs' TTL, a day by default. ``KbatchWorkspaceCleanupOperator`` deletes the run's finished
