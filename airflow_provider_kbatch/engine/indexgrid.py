@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from airflow_provider_kbatch.pipeline.ledger_schema import Attempt, StageRecord
 from airflow_provider_kbatch.spec.intervals import IndexSet, map_local
-from airflow_provider_kbatch.spec.names import ANNOTATION_INDEX_MAP
+from airflow_provider_kbatch.spec.names import ANNOTATION_INDEX_MAP, CONTROLLER_UID_LABEL
 from airflow_provider_kbatch.spec.times import time_or_none
 from airflow_provider_kbatch.status import (
     DISRUPTION_TARGET,
@@ -65,7 +65,6 @@ CODES: dict[IndexState, str] = {
 }
 #: Collapsed ranges sent at most (the page collapses ``states`` itself; this is for API readers).
 MAX_RANGES = 2000
-CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
 LEGACY_CONTROLLER_UID_LABEL = "controller-uid"
 
 
@@ -465,3 +464,64 @@ def record_summary(record: StageRecord | None) -> dict[str, Any] | None:
             "contract": dict(output.contract) if output.contract else None,
         },
     }
+
+
+# --------------------------------------------------------------------------- progress lines
+
+
+def _short(indexes: IndexSet, limit: int) -> str:
+    text = str(indexes)
+    return text if len(text) <= limit else text[: limit - 3].rsplit(",", 1)[0] + ",..."
+
+
+def progress_attention(
+    job: Mapping[str, Any] | None,
+    pods: Iterable[Mapping[str, Any]],
+    index_map: IndexSet | None = None,
+    *,
+    limit: int = 120,
+) -> str:
+    """What a progress line should name while a Job runs: ``"; failed indexes 3,17; backing off
+    5-6; retrying 9 (OOMKilled 2, Error 1)"`` (logical indexes, lists capped), or ``""``.
+
+    *failed*: out of per-index retries (``failedIndexes``); *backing off*: failed pods and no live
+    pod (the controller waits before the next one); *retrying*: a live pod after failed ones. The
+    reasons count the latest failed pod of each of those indexes.
+    """
+    if not job:
+        return ""
+    outcome = job_outcome(job)
+    phases: dict[int, list[tuple[str, Mapping[str, Any]]]] = {}
+    for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or "")):
+        local = pod_index(pod)
+        if local is not None:
+            phases.setdefault(local, []).append(
+                (str((pod.get("status") or {}).get("phase") or "Pending"), pod)
+            )
+    backoff: list[int] = []
+    retrying: list[int] = []
+    reasons: Counter[str] = Counter()
+    for local, seen in phases.items():
+        if local in outcome.completed:
+            continue
+        failed_pods = [p for phase, p in seen if phase == "Failed"]
+        if not failed_pods:
+            continue
+        term, _ = _main_state(failed_pods[-1])
+        reasons[_pod_reason(failed_pods[-1], term, "Failed") or "Error"] += 1
+        if local in outcome.failed:
+            continue
+        live = any(phase in ("Running", "Pending") for phase, _ in seen)
+        (retrying if live else backoff).append(local)
+    parts = []
+    for label, local_set in (
+        ("failed indexes", outcome.failed),
+        ("backing off", IndexSet.of(backoff)),
+        ("retrying", IndexSet.of(retrying)),
+    ):
+        if local_set:
+            parts.append(f"{label} {_short(map_local(local_set, index_map), limit)}")
+    if not parts:
+        return ""
+    why = ", ".join(f"{reason} {n}" for reason, n in reasons.most_common(4))
+    return "; " + "; ".join(parts) + (f" ({why})" if why else "")

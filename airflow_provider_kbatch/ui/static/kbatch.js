@@ -82,7 +82,7 @@
       var r = el("div", { "class": "row", "data-from": it.from, "data-state": it.state });
       var dot = el("span", { "class": "dot" }); dot.style.background = COLORS[it.state];
       r.appendChild(dot);
-      var label = it.from === it.to ? "index " + it.from : "indexes " + it.from + "–" + it.to + " (" + (it.to - it.from + 1) + ")";
+      var label = it.from === it.to ? "index " + it.from : "indexes " + it.from + "-" + it.to + " (" + (it.to - it.from + 1) + ")";
       label += "  " + LABELS[it.state];
       if (it.reason) label += ", " + it.reason;
       if (it.from === it.to && g.attempts[it.from] > 1) label += ", " + g.attempts[it.from] + " attempts";

@@ -8,8 +8,15 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_kbatch.engine.indexgrid import CODES, build_grid, collapse, record_summary
+from airflow_provider_kbatch.engine.indexgrid import (
+    CODES,
+    build_grid,
+    collapse,
+    progress_attention,
+    record_summary,
+)
 from airflow_provider_kbatch.pipeline.ledger_schema import parse_record
+from airflow_provider_kbatch.spec.intervals import IndexSet
 
 NOW = datetime.datetime(2026, 12, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
 UID1, UID2 = "uid-try-1", "uid-try-2"
@@ -233,3 +240,30 @@ def test_index_detail_and_record_summary_carry_no_manifest() -> None:
     summary = record_summary(rec)
     assert summary is not None and summary["attempts"][0]["index_map"] == "0-1"
     assert record_summary(None) is None
+
+
+def test_progress_names_the_failed_the_backing_off_and_the_retrying_indexes() -> None:
+    pods = [
+        pod(0, "Succeeded"),
+        pod(1, "Failed", exit_code=137, reason="OOMKilled"),  # backing off
+        pod(2, "Failed", exit_code=3),
+        pod(2, "Failed", n=2, exit_code=3),  # out of retries
+        pod(3, "Failed", disrupted=True),
+        pod(3, "Running", n=4),  # retrying
+        pod(4, "Running"),
+    ]
+    running = job(completions=5, completedIndexes="0", failedIndexes="2", active=2)
+    line = progress_attention(running, pods)
+    assert line == "; failed indexes 2; backing off 1; retrying 3 (OOMKilled 1, Error 1, Evicted 1)"
+    # a resumed Job names logical indexes
+    assert progress_attention(
+        job(completions=2, index_map="7,9"), [pod(1, "Failed")], IndexSet.parse("7,9")
+    ) == ("; backing off 9 (Error 1)")
+    assert progress_attention(running, [pod(0, "Succeeded"), pod(4, "Running")]) == "; failed indexes 2"
+    assert progress_attention(None, pods) == ""
+
+
+def test_long_index_lists_are_capped() -> None:
+    pods = [pod(i, "Failed") for i in range(0, 2000, 2)]
+    line = progress_attention(job(completions=2000, active=0), pods, limit=40)
+    assert line.startswith("; backing off 0,2,4,") and ",..." in line and len(line) < 80
