@@ -2,7 +2,7 @@
 the shared deployment's real api-server.
 
 One DAG run: a 1,000-index stage whose indexes 3, 17 and 25 fail their first pod and succeed on
-the retry, and whose indexes 60-62 fail every pod, so the Job fails (MaxFailedIndexesExceeded)
+the retry, and whose indexes 100-102 fail every pod, so the Job fails (MaxFailedIndexesExceeded)
 with most indexes never run; a stage with a malformed ``links`` argument; a task that is not a
 stage. The browser opens the task instance's "kbatch indexes" tab (the URL of the task's
 "Indexes" extra link), the counts and states must match what the Job's status and its pods say,
@@ -34,7 +34,7 @@ from tests.conftest import ClusterHandle, wait_until
 
 DAG_ID = "kbatch_test_ui"
 COMPLETIONS = 1000
-FLAKY, BROKEN = (3, 17, 25), (60, 61, 62)
+FLAKY, BROKEN = (3, 17, 25), (100, 101, 102)
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 log = logging.getLogger(__name__)
 
@@ -194,8 +194,9 @@ def test_the_index_view_in_a_real_browser(
     }
     # the extra links, computed by the worker when the task ended
     quoted = urllib.parse.quote(run_id, safe="")
-    status, links = _get(f"{url}/api/v2/dags/{DAG_ID}/dagRuns/{quoted}/taskInstances/stage/links", token)
-    assert status == 200, links
+    status, body = _get(f"{url}/api/v2/dags/{DAG_ID}/dagRuns/{quoted}/taskInstances/stage/links", token)
+    assert status == 200, body
+    links = body["extra_links"]
     assert links["Indexes"].endswith(f"/dags/{DAG_ID}/runs/{quoted}/tasks/stage/plugin/kbatch-indexes")
     assert (
         links["Grafana"]
@@ -242,7 +243,7 @@ def test_the_index_view_in_a_real_browser(
         # failed only: the three broken indexes, one range; its attempts and the log of one
         driver.find_element(By.CSS_SELECTOR, "#counts .chip[data-state=failed]").click()
         rows = driver.find_elements(By.CSS_SELECTOR, "#rows .row")
-        assert [r.get_attribute("data-state") for r in rows] == ["failed"] and "60-62" in rows[0].text
+        assert [r.get_attribute("data-state") for r in rows] == ["failed"] and "100-102" in rows[0].text
         rows[0].click()
         WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#attempts tr[data-pod]"))
         attempts = driver.find_elements(By.CSS_SELECTOR, "#attempts tr[data-pod]")
@@ -257,7 +258,7 @@ def test_the_index_view_in_a_real_browser(
             )
             .text
         )
-        assert f"ui stage index 60 marker {marker}" in text, text
+        assert f"ui stage index 100 marker {marker}" in text, text
         driver.execute_script("window.kbatchShowIndex(3)")  # a flaky index: two tries of one pod each
         WebDriverWait(driver, 30).until(
             lambda d: (
