@@ -12,9 +12,11 @@ whose role grants no DAG access gets no data.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -114,22 +116,7 @@ def _expected(devcluster: ClusterHandle, namespace: str) -> tuple[IndexSet, Inde
     return completed, failed, per_index
 
 
-@pytest.mark.timeout(900)
-def test_the_index_view_in_a_real_browser(
-    airflow_deployment: Any, devcluster: ClusterHandle, namespace: str, tmp_path: Path, record_property: Any
-) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    deployment = airflow_deployment
-    deployment.wait_dag(DAG_ID, timeout=180)
-    deployment.unpause(DAG_ID)
-    marker = f"ui-{secrets.token_hex(5)}"
-    run_id = f"manual__{marker}"
-    marker_dir = Path(tempfile.mkdtemp(prefix="kbatch-ui-"))
-    marker_dir.chmod(0o777)  # the pods run as a non-root user
-    started = time.monotonic()
+def _run(deployment: Any, run_id: str, namespace: str, marker: str, marker_dir: Path) -> None:
     deployment.trigger(
         DAG_ID,
         run_id,
@@ -144,16 +131,41 @@ def test_the_index_view_in_a_real_browser(
     )
     try:
         wait_until(
-            lambda: (
-                all(r.finished for r in deployment.runs(DAG_ID) if r.run_id == run_id)
-                and any(r.run_id == run_id for r in deployment.runs(DAG_ID))
-            ),
+            lambda: any(r.run_id == run_id and r.finished for r in deployment.runs(DAG_ID)),
             timeout=600,
             interval=1,
             what="the UI test run finished",
         )
     except AssertionError:
         raise AssertionError(deployment.report(DAG_ID)) from None
+
+
+@pytest.mark.timeout(1500)
+def test_the_index_view_in_a_real_browser(
+    airflow_deployment: Any, devcluster: ClusterHandle, namespace: str, tmp_path: Path, record_property: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    deployment = airflow_deployment
+    deployment.wait_dag(DAG_ID, timeout=180)
+    deployment.unpause(DAG_ID)
+    # the execution API builds its versioned routes on first use, which under load once took
+    # longer than a task start's timeout: touch it first
+    with contextlib.suppress(OSError):
+        urllib.request.urlopen(f"{deployment.url}/execution/health", timeout=120).read()
+    marker_dir = Path(tempfile.mkdtemp(prefix="kbatch-ui-"))
+    marker_dir.chmod(0o777)  # the pods run as a non-root user
+    try:
+        for _ in range(2):
+            marker = f"ui-{secrets.token_hex(5)}"
+            run_id, started = f"manual__{marker}", time.monotonic()
+            _run(deployment, run_id, namespace, marker, marker_dir)
+            if re.search(r"job \S+/kb-", deployment.task_logs(DAG_ID, run_id, "stage")):
+                break
+            # the worker never got to run the task (its start timed out in the api-server)
+            log.warning("the stage of %s never started; once more:\n%s", run_id, deployment.report(DAG_ID))
     finally:
         shutil.rmtree(marker_dir, ignore_errors=True)
     run_seconds = time.monotonic() - started

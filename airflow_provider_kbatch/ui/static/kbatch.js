@@ -7,6 +7,8 @@
   var base = location.pathname.replace(/\/view\/[^/]*$/, "");
   var q = { dag_id: params.get("dag_id") || "", run_id: params.get("run_id") || "",
             task_id: params.get("task_id") || "", map_index: params.get("map_index") || "-1" };
+  // Airflow 3.3 leaves {MAP_INDEX} unreplaced in the iframe's URL of a task that is not mapped
+  if (!/^-?[0-9]+$/.test(q.map_index)) q.map_index = "-1";
   var COLORS = { succeeded: "#38a169", failed: "#e53e3e", running: "#3182ce", pending: "#a0aec0",
                  backoff: "#dd6b20", skipped: "#b7791f", not_run: "#4a5568", waiting: "#e2e8f0" };
   var LABELS = { succeeded: "succeeded", failed: "failed", running: "running", pending: "pending",
