@@ -81,6 +81,8 @@ class KbatchTemplateLink(BaseOperatorLink):
         return "_link_kbatch_" + "".join(c if c.isalnum() else "_" for c in self._name)
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        if link_problems({self._name: self.template}):  # the task failed on it already: no link
+            return ""
         return render_link(self.template, _fields(ti_key))
 
 

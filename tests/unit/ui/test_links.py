@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from airflow.models.taskinstancekey import TaskInstanceKey
 
 from airflow_provider_kbatch.operators.links import (
     KbatchIndexesLink,
@@ -32,6 +33,9 @@ def test_a_template_link_quotes_each_field() -> None:
     link = KbatchTemplateLink("Grafana board", "https://g/{dag_id}")
     assert link.name == "Grafana board" and link.xcom_key == "_link_kbatch_Grafana_board"
     assert KbatchIndexesLink().name == "Indexes"
+    key = TaskInstanceKey("d", "t", "r", 1, -1)
+    assert KbatchTemplateLink("G", "https://g/{dag}").get_link(None, ti_key=key) == ""  # type: ignore[arg-type]
+    assert KbatchTemplateLink("G", "https://g/{dag_id}").get_link(None, ti_key=key) == "https://g/d"  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
