@@ -11,9 +11,11 @@ PY = $(VENV)/bin/python
 DEMO_DIR ?= $(or $(KBATCH_CACHE),$(HOME)/.cache/kbatch)/demo
 
 .PHONY: setup build lint unit integration e2e test demo down airflow-up airflow-down bench clean-cache
-setup:          ## virtualenv + control plane binaries (cached outside the repo) + PostgreSQL server (apt)
+setup:          ## virtualenv + control plane binaries (cached outside the repo) + PostgreSQL server, Chromium (apt)
 	@compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || { echo "kbatch: installing the postgresql package" >&2; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+	@{ command -v chromium && command -v chromedriver; } >/dev/null || { echo "kbatch: installing chromium and chromium-driver (the UI's browser test)" >&2; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 	@$(PY) -m airflow_provider_kbatch.devcluster build >/dev/null
 
 build: setup

@@ -57,6 +57,9 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
+        # "Indexes" (the kbatch plugin's per-index tab); links configured with ``links=`` are
+        # per task (serialized by name and XCom key), so they need no entry here
+        "extra-links": ["airflow_provider_kbatch.operators.links.KbatchIndexesLink"],
         "integrations": [
             {
                 "integration-name": "kbatch",

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from airflow_provider_kbatch.engine.indexgrid import progress_attention
 from airflow_provider_kbatch.engine.podlogs import (
     FinalRead,
     Log,
@@ -232,7 +233,9 @@ class _Watch:
         pending = sum(1 for p in self.pods.values() if p.get("status", {}).get("phase") == "Pending")
         # the Job's status.active counts pods not started yet too: show those as pending only
         running = replace(self.outcome, active=max(0, self.outcome.active - pending))
-        self.log.info("job %s: %s", self.name, progress_line(running, pending=pending))
+        # name the indexes that need attention: failed, backing off, retrying (and why)
+        attention = progress_attention(self.job, self.seen.values(), self.index_map)
+        self.log.info("job %s: %s%s", self.name, progress_line(running, pending=pending), attention)
 
     async def explain_pending(self) -> None:
         """Say once why a pod stays Pending (FailedScheduling, FailedMount...), from its Warning events."""

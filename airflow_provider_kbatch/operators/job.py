@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from airflow.exceptions import AirflowProviderDeprecationWarning
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, BaseOperatorLink
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_kbatch.engine import ledger
@@ -44,6 +44,7 @@ from airflow_provider_kbatch.glue.metrics import stage_metrics
 from airflow_provider_kbatch.glue.settings import event_hold_seconds, resolve_deferrable
 from airflow_provider_kbatch.hooks.connected import KbatchConnected
 from airflow_provider_kbatch.hooks.connection import task_namespace
+from airflow_provider_kbatch.operators.links import KbatchIndexesLink, check_links, operator_links
 from airflow_provider_kbatch.operators.stage import (
     JOB_PARAMETERS,
     POD_FIELDS,
@@ -216,6 +217,10 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         submitted (incompatible: the task fails, nothing is submitted) and in the pod.
     :param checkpoint: a per-index checkpoint directory that survives pod and Airflow retries
         (``KBATCH_CHECKPOINT_DIR``; ``runtime.checkpoint``).
+    :param links: extra links shown on the task instance, link name -> URL template with the
+        URL-quoted fields ``{dag_id}``, ``{run_id}``, ``{task_id}``, ``{map_index}``,
+        ``{try_number}`` (a dashboard, a log backend); "Indexes" (the kbatch tab) is always there.
+        A malformed entry fails the task before anything is submitted. Not for mapped tasks.
     """
 
     template_fields: Sequence[str] = (
@@ -256,6 +261,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
     # (a resumed or adopted attempt runs another index map or generation than the default)
     overwrite_rtif_after_execution = True
     ui_color = "#d6e8fc"
+    operator_extra_links: Sequence[BaseOperatorLink] = (KbatchIndexesLink(),)
 
     def __init__(
         self,
@@ -306,6 +312,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         produces: Contract | Mapping[str, Any] | None = None,
         accepts: Mapping[str, Contract | Mapping[str, Any]] | None = None,
         checkpoint: bool = False,
+        links: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         legacy = {k: kwargs.pop(k) for k in list(kwargs) if k in POD_FIELDS}
@@ -366,6 +373,9 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         self.produces = produces
         self.accepts = accepts
         self.checkpoint = checkpoint
+        self.links = links
+        if links:  # an instance's own links (Airflow serializes them by name and XCom key)
+            self.operator_extra_links = operator_links(links)
         self.job_manifest: dict[str, Any] | None = None
         self._job: tuple[str, str] | None = None  # (namespace, name) once submitted
         self._stage: Stage | None = None  # this try's stage, built once (render or execute)
@@ -558,6 +568,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         with airflow_errors():  # every mistake, named, before any request; not retried
             stage = self.stage(context)
             namespace = self.resolved_namespace()
+            check_links(self.links)
             validate_server_version(stage.spec, self.hook.server_version())
         identity = stage.identity
         spec = self._prepare_pipeline(context, stage, namespace)
