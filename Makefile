@@ -8,6 +8,12 @@ VENV := $(shell scripts/venv.sh)
 # checkout that ran venv.sh. This checkout's code comes first for every process the tests start.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 PY = $(VENV)/bin/python
+# Parallel test workers (pytest-xdist). The suite mostly waits on pods, the control plane and Airflow's
+# loops, so two workers on two cores halve the wall time; tests that use the Airflow deployment stay
+# on one worker (tests/conftest.py), so one deployment serves them all.
+TEST_WORKERS ?= 2
+# Go tools built from the module proxy and cached beside the control plane (devcluster/tools.py)
+GO_TOOLS := helm
 DEMO_DIR ?= $(or $(KBATCH_CACHE),$(HOME)/.cache/kbatch)/demo
 
 .PHONY: setup build lint unit integration e2e test demo down airflow-up airflow-down bench clean-cache
@@ -16,7 +22,7 @@ setup:          ## virtualenv + control plane binaries (cached outside the repo)
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 	@{ command -v chromium && command -v chromedriver; } >/dev/null || { echo "kbatch: installing chromium and chromium-driver (the UI's browser test)" >&2; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
-	@$(PY) -m airflow_provider_kbatch.devcluster build >/dev/null
+	@$(PY) -m airflow_provider_kbatch.devcluster build $(GO_TOOLS:%=--tool %) >/dev/null
 
 build: setup
 
@@ -36,7 +42,7 @@ e2e: setup      ## real Airflow 3 (dags test, scheduler, triggerer) against the 
 	KBATCH_REQUIRE_INTEGRATION=1 $(PY) -m pytest tests/e2e -q
 
 test: setup lint  ## everything; skipped integration/e2e tests count as failures
-	KBATCH_REQUIRE_INTEGRATION=1 $(PY) -m pytest tests -q -p no:cacheprovider --junitxml=.pytest-results.xml
+	KBATCH_REQUIRE_INTEGRATION=1 $(PY) -m pytest tests -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup --junitxml=.pytest-results.xml
 	$(PY) scripts/check_junit.py .pytest-results.xml
 
 demo: setup     ## start the local cluster and run the example pipeline with `airflow dags test`
