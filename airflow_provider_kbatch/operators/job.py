@@ -774,6 +774,8 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         emit_metrics(figures, succeeded=failure is None, tags={"dag_id": identity.dag_id,
                      "task_id": identity.task_id, "namespace": event["namespace"]})  # fmt: skip
         if failure is None:
+            if self.cache and cache_key is None:
+                cache_key = memo_compensation.cache_key_again(self, context, event["namespace"])
             self._stage_succeeded(context, identity, event["namespace"], cache_key)
             # earlier attempts whose indexes the ledger holds are no longer needed (kubectl would
             # show a Failed Job beside the Complete one)

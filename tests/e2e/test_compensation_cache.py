@@ -147,6 +147,8 @@ def test_second_run_hits_the_cache_and_a_changed_argument_misses(airflow_env, de
         )
         walls.append(time.monotonic() - started)
         out = proc.stdout + proc.stderr
+        (airflow_env.home / f"{dag_id}-{day}.log").write_text(out)  # kept for a failure's reader
+        Path("/tmp/cachedebug-" + day).write_text(out)
         assert proc.returncode != 0, "bad_options fails the run"
         states = airflow_env.task_states(dag_id)
         assert states[("bad_options", -1)] == ("failed", 1), "an invalid option is not retried"
