@@ -56,9 +56,7 @@ def _debug(devcluster: Any, namespace: str, proc: Any) -> str:
         (p.metadata.name, p.status.phase, p.status.init_container_statuses, p.status.container_statuses)
         for p in pods
     ]
-    text = f"{statuses}\n{proc.stdout + proc.stderr}"
-    Path("/tmp/compdebug.txt").write_text(text)
-    return text[-3000:]
+    return f"{statuses}\n{(proc.stdout + proc.stderr)[-3000:]}"
 
 
 def _files(root: Path) -> list[str]:
@@ -148,7 +146,6 @@ def test_second_run_hits_the_cache_and_a_changed_argument_misses(airflow_env, de
         walls.append(time.monotonic() - started)
         out = proc.stdout + proc.stderr
         (airflow_env.home / f"{dag_id}-{day}.log").write_text(out)  # kept for a failure's reader
-        Path("/tmp/cachedebug-" + day).write_text(out)
         assert proc.returncode != 0, "bad_options fails the run"
         states = airflow_env.task_states(dag_id)
         assert states[("bad_options", -1)] == ("failed", 1), "an invalid option is not retried"

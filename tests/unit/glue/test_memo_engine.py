@@ -72,7 +72,7 @@ def test_store_lookup_and_hit() -> None:
             run_id="r2",
             logical_date=None,
             at=AT,
-        ),  # fmt: skip
+        ),
     }
     assert memo.lookup(hook, "ns", second, "other", log) is None
     found = memo.lookup(hook, "ns", second, "k", log)
