@@ -177,13 +177,16 @@ def prepare_stage(
             item.records,
             item.contract,
         )
-    return PreparedStage(ws.wire_stage(spec, workspace, ports, identity, name), name, resolved)
+    elsewhere = {n: loc.subpath for n, loc in record.outputs.items() if n in resolved and loc.subpath}
+    wired = ws.wire_stage(spec, workspace, ports, identity, name, input_subpaths=elsewhere)
+    return PreparedStage(wired, name, resolved)
 
 
 def record_output_location(
-    hook: Any, namespace: str, identity: JobIdentity, output: str
+    hook: Any, namespace: str, identity: JobIdentity, output: str, subpath: str | None = None
 ) -> rules.StageOutput | None:
-    """Bind the stage's recorded output to the run's claim (after the stage succeeded)."""
+    """Bind the stage's recorded output to the run's claim (after the stage succeeded; at
+    ``subpath`` for a cache hit's reused data)."""
     data = read_ledger(hook, namespace, identity.dag_id, identity.run_id)
     recorded = rules.stage_output(data, rules.stage_key(identity.task_id, identity.map_index))
     if recorded is None or recorded.name != output:
@@ -194,6 +197,7 @@ def record_output_location(
         stage=identity.task_id,
         manifest_digest=recorded.manifest_digest,
         at=_now(),
+        subpath=subpath,
     )
     _update(hook, namespace, identity, lambda d: mutate(d))
     return recorded

@@ -44,6 +44,7 @@ from airflow_provider_kbatch.glue.metrics import stage_metrics
 from airflow_provider_kbatch.glue.settings import event_hold_seconds, resolve_deferrable
 from airflow_provider_kbatch.hooks.connected import KbatchConnected
 from airflow_provider_kbatch.hooks.connection import task_namespace
+from airflow_provider_kbatch.operators import memo_compensation
 from airflow_provider_kbatch.operators.links import KbatchIndexesLink, check_links, operator_links
 from airflow_provider_kbatch.operators.stage import (
     JOB_PARAMETERS,
@@ -63,6 +64,7 @@ from airflow_provider_kbatch.pipeline.workspace import (
     ports_problems,
     wire_stage,
 )
+from airflow_provider_kbatch.spec.actions import StageAction
 from airflow_provider_kbatch.spec.errors import KbatchSpecError, KbatchSpecErrors, ProblemCollector
 from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.spec.manifest import build_job_manifest, spec_hash
@@ -92,6 +94,7 @@ __all__ = [
     "KbatchResumeJobOperator",
     "KbatchSuspendJobOperator",
     "PodOptions",
+    "StageAction",
 ]
 
 log = logging.getLogger(__name__)
@@ -221,6 +224,19 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         URL-quoted fields ``{dag_id}``, ``{run_id}``, ``{task_id}``, ``{map_index}``,
         ``{try_number}`` (a dashboard, a log backend); "Indexes" (the kbatch tab) is always there.
         A malformed entry fails the task before anything is submitted. Not for mapped tasks.
+
+    Compensation and memoization (README "Compensation and memoized stages"):
+
+    :param on_failure: a compensating action run as a one-pod Job after a failed try
+        (:class:`~airflow_provider_kbatch.spec.actions.StageAction` or a dict of its fields), with
+        ``KBATCH_FAILED_INDEXES`` and ``KBATCH_QUARANTINE_PATH``; ``when="each_try"`` (default) or
+        ``"final"``. Independently of it, a failed try's partial output is moved aside to
+        ``runs/<run key>/quarantine/<task>/try-<n>`` on the workspace (completed indexes kept when
+        resuming) and recorded on the attempt in the ledger.
+    :param cache: reuse the output of an earlier succeeded run of this task with the same spec,
+        inputs (manifest digests) and ``cache_version`` instead of running a Job; with ``output=``
+        it needs a shared ``Workspace(claim_name=...)``.
+    :param cache_version: a string in the cache key: change it to miss every earlier entry.
     """
 
     template_fields: Sequence[str] = (
@@ -313,6 +329,10 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         accepts: Mapping[str, Contract | Mapping[str, Any]] | None = None,
         checkpoint: bool = False,
         links: Mapping[str, str] | None = None,
+        # compensation and memoization (engine/compensation.py, engine/memo.py)
+        on_failure: StageAction | Mapping[str, Any] | None = None,
+        cache: bool = False,
+        cache_version: str | None = None,
         **kwargs: Any,
     ) -> None:
         legacy = {k: kwargs.pop(k) for k in list(kwargs) if k in POD_FIELDS}
@@ -376,6 +396,10 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         self.links = links
         if links:  # an instance's own links (Airflow serializes them by name and XCom key)
             self.operator_extra_links = operator_links(links)
+        self.on_failure = on_failure
+        self.cache = cache
+        self.cache_version = cache_version
+        self._resolved_inputs: dict[str, str] = {}  # input name -> manifest digest, this try
         self.job_manifest: dict[str, Any] | None = None
         self._job: tuple[str, str] | None = None  # (namespace, name) once submitted
         self._stage: Stage | None = None  # this try's stage, built once (render or execute)
@@ -413,6 +437,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
             problems.extend(errors_of(err))
         else:
             problems.extend(named(stage_problems(spec), from_pod))
+        problems.extend(self._compensation_and_cache_problems())
         if self.namespace is not None:  # the connection's is checked when it is read
             problem = namespace_problem(self.namespace)
             if problem is not None:
@@ -538,10 +563,17 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
             )
         except (InputCheckError, storage.WorkspaceError) as err:
             raise AirflowFailException(str(err)) from None  # a retry would not change the ledger
+        self._resolved_inputs = {n: i.manifest_digest for n, i in prepared.inputs.items()}
         return prepared.spec
 
-    def _stage_succeeded(self, context: Context, identity: JobIdentity, namespace: str) -> None:
-        """Bind the recorded output to the workspace and emit its asset event."""
+    def _stage_succeeded(
+        self, context: Context, identity: JobIdentity, namespace: str, cache_key: str | None = None
+    ) -> None:
+        """Bind the recorded output to the workspace and emit its asset event; remember it in
+        the cache index when the stage is memoized."""
+        if cache_key is not None:
+            with airflow_errors():
+                self._cache_store(context, identity, namespace, cache_key)
         if not self.output_name or self.workspace is None:
             return
         from airflow_provider_kbatch.engine import storage
@@ -573,6 +605,11 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         identity = stage.identity
         spec = self._prepare_pipeline(context, stage, namespace)
         digest = spec_hash(spec)
+        cache_key = self._cache_key(stage) if self.cache else None
+        if cache_key is not None:
+            hit = self._cache_hit(context, stage, namespace, digest, cache_key)
+            if hit is not None:
+                return hit
         completed = (
             ledger.completed_for_resume(self.hook, namespace, identity, digest)
             if self.resume
@@ -601,7 +638,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
                 log=self.log,
                 output_name=self.output_name,
             )
-            self._stage_succeeded(context, identity, namespace)
+            self._stage_succeeded(context, identity, namespace, cache_key)
             return result
         job = self._submit(spec, namespace, identity, plan, digest)
         self._publish_manifest(context, job, "was submitted" if plan.action == "create" else "was adopted")
@@ -618,6 +655,8 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         )
         # what execute_complete needs of the stage, so it does not rebuild it (plain JSON)
         outcome: dict[str, Any] = {"completions": spec.completions}
+        if cache_key is not None:
+            outcome["cache_key"] = cache_key
         if self.deferrable:
             self.defer(
                 trigger=KbatchJobTrigger(
@@ -636,7 +675,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
                 kwargs=outcome,
             )
         event = asyncio.run(self._wait(namespace, plan))
-        return self.execute_complete(context, event, completions=spec.completions)
+        return self.execute_complete(context, event, **outcome)
 
     def _manifest(
         self,
@@ -700,6 +739,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         context: Context,
         event: dict[str, Any],
         completions: int | None = None,
+        cache_key: str | None = None,
         **_: Any,
     ) -> Any:
         """Decide the task's fate from the trigger's event and the Job as it is now.
@@ -745,14 +785,44 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         emit_metrics(figures, succeeded=failure is None, tags={"dag_id": identity.dag_id,
                      "task_id": identity.task_id, "namespace": event["namespace"]})  # fmt: skip
         if failure is None:
-            self._stage_succeeded(context, identity, event["namespace"])
+            if self.cache and cache_key is None:
+                cache_key = memo_compensation.cache_key_again(self, context, event["namespace"])
+            self._stage_succeeded(context, identity, event["namespace"], cache_key)
             # earlier attempts whose indexes the ledger holds are no longer needed (kubectl would
             # show a Failed Job beside the Complete one)
             remove_superseded(self.hook, event["namespace"], identity, job, log=self.log)
             return result
+        self._compensate(context, identity, event["namespace"], job, result, failure.retryable)
         if failure.retryable:
             raise AirflowException(failure.message)
         raise AirflowFailException(failure.message)
+
+    # ---------------------------------------------------------------- compensation and memoization
+    # (operators/memo_compensation.py)
+    def _compensation_and_cache_problems(self) -> list[KbatchSpecError]:
+        return memo_compensation.option_problems(self)
+
+    def _compensate(
+        self,
+        context: Context,
+        identity: JobIdentity,
+        namespace: str,
+        job: dict[str, Any],
+        result: dict[str, Any],
+        retryable: bool,
+    ) -> None:
+        memo_compensation.compensate_failed_try(self, context, identity, namespace, job, result, retryable)
+
+    def _cache_key(self, stage: Stage) -> str:
+        return memo_compensation.cache_key_of(self, stage)
+
+    def _cache_hit(
+        self, context: Context, stage: Stage, namespace: str, digest: str, key: str
+    ) -> dict[str, Any] | None:
+        return memo_compensation.cache_hit(self, context, stage, namespace, digest, key)
+
+    def _cache_store(self, context: Context, identity: JobIdentity, namespace: str, key: str) -> None:
+        memo_compensation.cache_store(self, context, identity, namespace, key)
 
     def _publish_manifest(self, context: Context, job: dict[str, Any], how: str) -> dict[str, Any]:
         """The whole Job, where a person finds it at default settings: the task log (YAML) and the
@@ -816,4 +886,5 @@ __all__ = [
     "KbatchResumeJobOperator",
     "KbatchSuspendJobOperator",
     "PodOptions",
+    "StageAction",
 ]

@@ -136,8 +136,11 @@ def wiring(
     completions: int = 1,
     image: str,
     resources: Resources | Mapping[str, Any] | None = None,
+    input_subpaths: Mapping[str, str] | None = None,
 ) -> Wiring:
-    """Volumes, mounts, environment and init container of a stage on ``claim``."""
+    """Volumes, mounts, environment and init container of a stage on ``claim``. An input in
+    ``input_subpaths`` is mounted from that claim-relative directory (a memoized producer's cache
+    hit: an earlier run's output on the same claim) instead of this run's."""
     mounts: list[dict[str, Any]] = []
     env: dict[str, str] = {runtime_env.IMAGE: image}
     to_create: list[str] = []
@@ -152,7 +155,7 @@ def wiring(
             {
                 "name": VOLUME_NAME,
                 "mountPath": input_mount(name),
-                "subPath": output_subpath(run_id, name),
+                "subPath": (input_subpaths or {}).get(name) or output_subpath(run_id, name),
                 "readOnly": True,
             }
         )
@@ -184,7 +187,12 @@ def wiring(
 
 
 def wire_stage(
-    spec: StageSpec, workspace: Workspace, ports: Ports, identity: names.JobIdentity, claim: str
+    spec: StageSpec,
+    workspace: Workspace,
+    ports: Ports,
+    identity: names.JobIdentity,
+    claim: str,
+    input_subpaths: Mapping[str, str] | None = None,
 ) -> StageSpec:
     """``spec`` of the task instance ``identity`` wired to ``claim`` (:func:`wiring` applied)."""
     wired = wiring(
@@ -197,6 +205,7 @@ def wire_stage(
         completions=spec.completions,
         image=spec.image,
         resources=spec.resources,
+        input_subpaths=input_subpaths,
     )
     return apply_wiring(spec, wired)
 

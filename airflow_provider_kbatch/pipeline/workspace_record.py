@@ -22,6 +22,9 @@ class OutputLocation:
     claim: str
     claim_uid: str | None
     at: str | None
+    # claim-relative directory of the data when it is not this run's own output directory (a
+    # memoized stage's cache hit reuses an earlier run's output on the same shared claim)
+    subpath: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ def read_workspace(data: Mapping[str, str] | None) -> WorkspaceRecord | None:
                     claim=str(v["claim"]),
                     claim_uid=v.get("claim_uid"),
                     at=v.get("at"),
+                    subpath=v.get("subpath"),
                 )
                 for k, v in (raw.get("outputs") or {}).items()
             },
@@ -138,9 +142,16 @@ def record_workspace(
 
 
 def record_output_location(
-    data: Mapping[str, str], *, output: str, stage: str, manifest_digest: str, at: str
+    data: Mapping[str, str],
+    *,
+    output: str,
+    stage: str,
+    manifest_digest: str,
+    at: str,
+    subpath: str | None = None,
 ) -> dict[str, str]:
-    """Bind output ``output`` of ``stage`` (digest) to the run's current claim and uid.
+    """Bind output ``output`` of ``stage`` (digest) to the run's current claim and uid (and to
+    ``subpath`` on it when the data is not in the run's own output directory: a cache hit).
 
     :class:`LedgerError` (a ``ValueError``) when there is no active workspace, or when another
     stage already wrote an output of that name in this run (two stages must not share an output
@@ -167,6 +178,8 @@ def record_output_location(
         "claim": raw.get("claim"),
         "claim_uid": raw.get("uid"),
     }
+    if subpath is not None:
+        location["subpath"] = subpath
     if previous is not None and {k: previous.get(k) for k in location} == location:
         return dict(data)
     outputs[output] = {**location, "at": at}

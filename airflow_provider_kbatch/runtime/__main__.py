@@ -8,6 +8,8 @@ Commands (exit status 0 on success, 1 with a message on stderr on a kbatch error
 - ``verify NAME [--contract JSON] [--no-rehash]``: verify input ``NAME``; print its summary.
 - ``emit JSON``: write a JSON object as the termination message.
 - ``log MSG [key=value ...]``: one structured log line.
+- ``quarantine``: move a failed try's partial output aside (``$KBATCH_QUARANTINE_SOURCE`` ->
+  ``$KBATCH_QUARANTINE_PATH``, keeping the parts of ``$KBATCH_KEEP_INDEXES``); prints the report.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     lg = sub.add_parser("log", help="write one structured log line")
     lg.add_argument("msg")
     lg.add_argument("fields", nargs="*", metavar="key=value")
+    sub.add_parser("quarantine", help="move a failed try's partial output aside")
     return parser
 
 
@@ -86,6 +89,23 @@ def _run(args: argparse.Namespace) -> None:
                 raise KbatchRuntimeError(f"log field {item!r}: expected key=value")
             fields[f"{key}_" if key in ("fmt", "stream") else key] = value
         log(args.msg, **fields)
+    elif args.command == "quarantine":
+        _quarantine()
+
+
+def _quarantine() -> None:
+    import os
+    from pathlib import Path
+
+    from airflow_provider_kbatch.runtime import indexes
+    from airflow_provider_kbatch.runtime.quarantine import quarantine
+
+    source, target = os.environ.get(kenv.QUARANTINE_SOURCE), os.environ.get(kenv.QUARANTINE_PATH)
+    if not source or not target:
+        raise KbatchRuntimeError(f"{kenv.QUARANTINE_SOURCE} and {kenv.QUARANTINE_PATH} must be set")
+    keep = indexes.iter_indexes(indexes.parse_ranges(os.environ.get(kenv.KEEP_INDEXES, ""), what="keep"))
+    report = quarantine(Path(source), Path(target), keep)
+    sys.stdout.write(json.dumps({**report, "moved": len(report["moved"])}) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,6 +30,12 @@ STAGE_INDEXES = "KBATCH_STAGE_INDEXES"
 CHECKPOINT_DIR = "KBATCH_CHECKPOINT_DIR"
 TERMINATION_MESSAGE_PATH = "KBATCH_TERMINATION_MESSAGE_PATH"
 LOG_FORMAT = "KBATCH_LOG_FORMAT"
+# compensation (on_failure= and the quarantine step of a failed stage)
+FAILED_INDEXES = "KBATCH_FAILED_INDEXES"  # logical indexes that failed in the try ("1,4-5")
+QUARANTINE_PATH = "KBATCH_QUARANTINE_PATH"  # where the try's partial output was moved ("" if none)
+FINAL = "KBATCH_FINAL"  # "true" when no Airflow retry of the stage remains
+QUARANTINE_SOURCE = "KBATCH_QUARANTINE_SOURCE"  # quarantine step: the output directory
+KEEP_INDEXES = "KBATCH_KEEP_INDEXES"  # quarantine step: completed indexes whose parts stay
 
 _DIGITS = re.compile(r"^\d+$")
 _UNEXPANDED = re.compile(r"^\$\([A-Za-z_][A-Za-z0-9_]*\)$")
