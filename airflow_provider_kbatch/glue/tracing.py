@@ -86,7 +86,7 @@ def _tracer() -> Any:
     tracer = trace.get_tracer_provider().get_tracer(TRACER_NAME, __version__)
     inner = getattr(tracer, "id_generator", None)  # the SDK's Tracer; ours (cached per name)
     if inner is not None and not isinstance(inner, _PresetSpanIds):
-        tracer.id_generator = _PresetSpanIds(inner)
+        setattr(tracer, "id_generator", _PresetSpanIds(inner))  # noqa: B010 - an SDK Tracer attribute
     return tracer
 
 

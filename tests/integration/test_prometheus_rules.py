@@ -29,7 +29,7 @@ def run(promtool: Path, *args: str, cwd: Path = PROMETHEUS) -> subprocess.Comple
 def test_promtool_checks_and_tests_the_shipped_rules(promtool: Path) -> None:
     checked = run(promtool, "check", "rules", "kbatch-rules.yaml")
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 7 rules found" in checked.stdout + checked.stderr
+    assert "SUCCESS: 6 rules found" in checked.stdout + checked.stderr
     tests = sorted(str(p.relative_to(PROMETHEUS)) for p in (PROMETHEUS / "tests").glob("*.yaml"))
     assert tests
     tested = run(promtool, "test", "rules", *tests)
