@@ -32,7 +32,7 @@ import contextvars
 import logging
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,7 +201,7 @@ class StageTrace:
         task_id: str,
         *,
         job: Mapping[str, Any] | None = None,
-        pods: list[Mapping[str, Any]] | None = None,
+        pods: Sequence[Mapping[str, Any]] | None = None,
         index_map: IndexSet | None = None,
         error: BaseException | str | None = None,
         attributes: Mapping[str, str | int | bool] | None = None,
