@@ -132,6 +132,8 @@ def suspended_seconds(job: dict[str, Any], now: float) -> float:
 class _Watch:
     """State shared by the tasks of one wait."""
 
+    on_progress: Callable[[JobOutcome], None] | None = None  # each progress line (live metrics)
+
     def __init__(
         self,
         hook: Any,
@@ -236,6 +238,11 @@ class _Watch:
         # name the indexes that need attention: failed, backing off, retrying (and why)
         attention = progress_attention(self.job, self.seen.values(), self.index_map)
         self.log.info("job %s: %s%s", self.name, progress_line(running, pending=pending), attention)
+        if self.on_progress is not None:
+            try:
+                self.on_progress(running)
+            except Exception as err:  # an observer never breaks the wait
+                self.log.debug("progress observer failed: %s", err)
 
     async def explain_pending(self) -> None:
         """Say once why a pod stays Pending (FailedScheduling, FailedMount...), from its Warning events."""
@@ -343,8 +350,11 @@ async def wait_for_job(
     log: Log | None = None,
     clock: Callable[[], float] = time.monotonic,
     wall: Callable[[], float] = time.time,
+    on_progress: Callable[[JobOutcome], None] | None = None,
 ) -> WaitResult:
-    """Watch Job ``namespace/name`` until it finishes, is deleted, or waits in the queue too long."""
+    """Watch Job ``namespace/name`` until it finishes, is deleted, or waits in the queue too long.
+
+    ``on_progress`` sees the Job's outcome so far with every progress line (live metrics)."""
     watch = _Watch(
         hook,
         namespace,
@@ -355,6 +365,7 @@ async def wait_for_job(
         clock,
         wall,
     )
+    watch.on_progress = on_progress
     tasks = [
         asyncio.create_task(watch.watch_job(), name="kbatch-watch-job"),
         asyncio.create_task(watch.tick(), name="kbatch-progress"),

@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from airflow.exceptions import AirflowProviderDeprecationWarning
 from airflow.sdk import BaseOperator, BaseOperatorLink
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 
 from airflow_provider_kbatch.engine import ledger
 from airflow_provider_kbatch.engine.outcome import finish_stage
 from airflow_provider_kbatch.engine.submission import (
     GENERATION_ANNOTATION,
     Plan,
+    job_index_map,
     plan_submission,
     remove_superseded,
     submit,
@@ -40,8 +41,9 @@ from airflow_provider_kbatch.engine.waiter import WaitSettings, wait_for_job
 from airflow_provider_kbatch.glue.assets import emit_output_event
 from airflow_provider_kbatch.glue.errors import airflow_errors
 from airflow_provider_kbatch.glue.metrics import emit as emit_metrics
-from airflow_provider_kbatch.glue.metrics import stage_metrics
+from airflow_provider_kbatch.glue.metrics import failure_reasons, live_observer, stage_metrics
 from airflow_provider_kbatch.glue.settings import event_hold_seconds, resolve_deferrable
+from airflow_provider_kbatch.glue.tracing import StageTrace, watch_span
 from airflow_provider_kbatch.hooks.connected import KbatchConnected
 from airflow_provider_kbatch.hooks.connection import task_namespace
 from airflow_provider_kbatch.operators import memo_compensation
@@ -68,7 +70,7 @@ from airflow_provider_kbatch.spec.actions import StageAction
 from airflow_provider_kbatch.spec.errors import KbatchSpecError, KbatchSpecErrors, ProblemCollector
 from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.spec.manifest import build_job_manifest, spec_hash
-from airflow_provider_kbatch.spec.names import JobIdentity, selector_for
+from airflow_provider_kbatch.spec.names import CONTROLLER_UID_LABEL, JobIdentity, selector_for
 from airflow_provider_kbatch.spec.stage import (
     DEFAULT_TTL_SECONDS_AFTER_FINISHED,
     CompletionMode,
@@ -595,14 +597,61 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         emit_output_event(context, namespace, identity.dag_id, recorded)
 
     # ---------------------------------------------------------------- execution
-    @airflow_errors()  # a final kbatch error (a foreign Job holding our name, ...) is not retried
+    # ---------------------------------------------------------------- traces (glue/tracing.py)
+    _trace: StageTrace | None = None
+
+    def _stage_trace(self, trace: dict[str, Any] | None = None) -> StageTrace:
+        """The stage's trace: carried in the deferral's kwargs, else this object's, else off."""
+        if trace is not None or self._trace is None:
+            self._trace = StageTrace.from_dict(trace)
+        return self._trace
+
+    def _attempt_pods(self, namespace: str, job: dict[str, Any]) -> list[dict[str, Any]]:
+        """The pods of the Job (for the failure reasons' metric and the attempt spans)."""
+        try:
+            return list(self.hook.list_pods(namespace, f"{CONTROLLER_UID_LABEL}={job['metadata']['uid']}"))
+        except Exception as err:  # best effort: metrics and spans never fail a task
+            self.log.debug("no pods for metrics and traces: %s", err)
+            return []
+
+    def _end_trace(
+        self,
+        namespace: str,
+        job: dict[str, Any] | None,
+        error: Any = None,
+        pods: list[dict[str, Any]] | None = None,
+    ) -> None:
+        stage_trace = self._stage_trace()
+        if not stage_trace.enabled or stage_trace.ended:
+            return
+        attributes = {
+            "kbatch.namespace": namespace,
+            "kbatch.job": str((job or {}).get("metadata", {}).get("name")),
+        }
+        stage_trace.end(self.task_id, job=job, pods=pods, index_map=job_index_map(job) if job else None,
+                        error=error, attributes=attributes)  # fmt: skip
+
+    # ---------------------------------------------------------------- execution
     def execute(self, context: Context) -> Any:
-        with airflow_errors():  # every mistake, named, before any request; not retried
+        self._trace = StageTrace.begin(context)
+        try:
+            return self._execute(context)
+        except TaskDeferred:
+            raise
+        except BaseException as err:  # the stage span ends with the error that failed the task
+            self._end_trace(self._namespace or "", None, err)
+            raise
+
+    @airflow_errors()  # a final kbatch error (a foreign Job holding our name, ...) is not retried
+    def _execute(self, context: Context) -> Any:
+        stage_trace = self._stage_trace()
+        with airflow_errors(), stage_trace.step("validate"):  # every mistake, named, before any request
             stage = self.stage(context)
             namespace = self.resolved_namespace()
             check_links(self.links)
             validate_server_version(stage.spec, self.hook.server_version())
         identity = stage.identity
+        stage_trace.start("submit")
         spec = self._prepare_pipeline(context, stage, namespace)
         digest = spec_hash(spec)
         cache_key = self._cache_key(stage) if self.cache else None
@@ -639,6 +688,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
                 output_name=self.output_name,
             )
             self._stage_succeeded(context, identity, namespace, cache_key)
+            self._end_trace(namespace, None)
             return result
         job = self._submit(spec, namespace, identity, plan, digest)
         self._publish_manifest(context, job, "was submitted" if plan.action == "create" else "was adopted")
@@ -653,10 +703,13 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
             spec_hash=digest,
             index_map=plan.index_map,
         )
+        stage_trace.stop("submit")
         # what execute_complete needs of the stage, so it does not rebuild it (plain JSON)
         outcome: dict[str, Any] = {"completions": spec.completions}
         if cache_key is not None:
             outcome["cache_key"] = cache_key
+        if stage_trace.enabled:
+            outcome["trace"] = stage_trace.to_dict()
         if self.deferrable:
             self.defer(
                 trigger=KbatchJobTrigger(
@@ -670,6 +723,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
                     cluster_context=self.cluster_context,
                     config_file=self.config_file,
                     not_before=time.time() + event_hold_seconds(),
+                    traceparent=stage_trace.traceparent,
                 ),
                 method_name="execute_complete",
                 kwargs=outcome,
@@ -709,7 +763,9 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         if plan.action == "adopt":
             assert plan.existing is not None
             return plan.existing
-        manifest = self._manifest(spec, namespace, identity, plan.generation, plan.index_map)
+        manifest = self._stage_trace().manifest(
+            self._manifest(spec, namespace, identity, plan.generation, plan.index_map)
+        )
         self.job_manifest = manifest
         job, created = submit(self.hook, namespace, manifest, digest)
         self.log.info(
@@ -723,30 +779,46 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
 
     async def _wait(self, namespace: str, plan: Plan) -> dict[str, Any]:
         hook = self.async_hook()
-        result = await wait_for_job(
-            hook,
-            namespace,
-            plan.job_name,
-            index_map=plan.index_map,
-            settings=self.wait_settings(),
-            log=self.log,
-        )
+        with watch_span(self._stage_trace().traceparent, where="worker"):
+            result = await wait_for_job(
+                hook,
+                namespace,
+                plan.job_name,
+                index_map=plan.index_map,
+                settings=self.wait_settings(),
+                log=self.log,
+                on_progress=live_observer(
+                    {"dag_id": self.dag_id, "task_id": self.task_id, "namespace": namespace}
+                ),
+            )
         return result.to_event(namespace, plan.job_name)
 
-    @airflow_errors()
     def execute_complete(
         self,
         context: Context,
         event: dict[str, Any],
         completions: int | None = None,
         cache_key: str | None = None,
+        trace: dict[str, Any] | None = None,
         **_: Any,
     ) -> Any:
         """Decide the task's fate from the trigger's event and the Job as it is now.
 
         ``completions`` comes from ``execute`` (the deferral's kwargs); a task deferred by an
-        older kbatch resumes without it, and the stage is then rebuilt once for it. Other kwargs
-        of other versions are accepted and ignored."""
+        older kbatch resumes without it, and the stage is then rebuilt once for it. ``trace``:
+        the stage's trace (:class:`~airflow_provider_kbatch.glue.tracing.StageTrace`), when
+        tracing is on. Other kwargs of other versions are accepted and ignored."""
+        self._stage_trace(trace)
+        try:
+            return self._complete(context, event, completions, cache_key)
+        except BaseException as err:  # the stage span ends with the error that failed the task
+            self._end_trace(str(event.get("namespace") or ""), None, err)
+            raise
+
+    @airflow_errors()
+    def _complete(
+        self, context: Context, event: dict[str, Any], completions: int | None, cache_key: str | None
+    ) -> Any:
         identity = self.identity(context)
         status = event.get("status")
         name = event["name"]
@@ -772,6 +844,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
             with airflow_errors():
                 completions = self.stage(context).spec.completions
         self.job_manifest = self._publish_manifest(context, job, "ran")
+        self._stage_trace().start("results")
         result, failure = finish_stage(
             self.hook,
             event["namespace"],
@@ -781,9 +854,10 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
             log=self.log,
             output_name=self.output_name,
         )
+        pods = self._attempt_pods(event["namespace"], job)
         figures = stage_metrics(job, event, result)
-        emit_metrics(figures, succeeded=failure is None, tags={"dag_id": identity.dag_id,
-                     "task_id": identity.task_id, "namespace": event["namespace"]})  # fmt: skip
+        emit_metrics(figures, succeeded=failure is None, tags={"dag_id": identity.dag_id, "task_id": identity.task_id,
+                     "namespace": event["namespace"]}, reasons=failure_reasons(pods))  # fmt: skip
         if failure is None:
             if self.cache and cache_key is None:
                 cache_key = memo_compensation.cache_key_again(self, context, event["namespace"])
@@ -791,7 +865,11 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
             # earlier attempts whose indexes the ledger holds are no longer needed (kubectl would
             # show a Failed Job beside the Complete one)
             remove_superseded(self.hook, event["namespace"], identity, job, log=self.log)
+            self._stage_trace().stop("results")
+            self._end_trace(event["namespace"], job, pods=pods)
             return result
+        self._stage_trace().stop("results")
+        self._end_trace(event["namespace"], job, failure.message.splitlines()[0], pods)
         self._compensate(context, identity, event["namespace"], job, result, failure.retryable)
         if failure.retryable:
             raise AirflowException(failure.message)

@@ -11,6 +11,7 @@ Everything a stage program needs from the environment the operator sets::
     runtime.emit_result({"rows": len(rows)})  # small JSON result for the operator (<= 4096 bytes)
     runtime.log("done", rows=len(rows))       # one structured line on stdout
 
+Traces: ``runtime.trace_context()`` (a W3C carrier of the stage span, empty when tracing is off).
 Checkpoints: ``runtime.checkpoint.load() / save() / exists()`` (or :class:`Checkpoint`).
 A command line exists too: ``python -m airflow_provider_kbatch.runtime --help``.
 """
@@ -45,6 +46,7 @@ from airflow_provider_kbatch.runtime.manifest import manifest_digest
 from airflow_provider_kbatch.runtime.outputs import OutputWriter, finalize_manifest
 from airflow_provider_kbatch.runtime.results import emit_result
 from airflow_provider_kbatch.runtime.schema import contract_errors, validate_records
+from airflow_provider_kbatch.runtime.tracing import trace_context, trace_id, traceparent
 
 __all__ = [
     "Checkpoint",
@@ -70,6 +72,9 @@ __all__ = [
     "output_dir",
     "run_id",
     "stage",
+    "trace_context",
+    "trace_id",
+    "traceparent",
     "try_number",
     "validate_records",
     "verify_input",

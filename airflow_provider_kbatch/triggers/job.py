@@ -17,6 +17,8 @@ from typing import Any, Literal
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_kbatch.engine.waiter import WaitSettings, wait_for_job
+from airflow_provider_kbatch.glue.metrics import live_observer
+from airflow_provider_kbatch.glue.tracing import watch_span
 from airflow_provider_kbatch.hooks.connected import KbatchConnected
 from airflow_provider_kbatch.spec.intervals import IndexSet
 
@@ -48,6 +50,8 @@ class KbatchJobTrigger(KbatchConnected, BaseTrigger):
         seconds of the deferral can meet Airflow 3.3's race where the task is marked failed
         ("state changed externally", apache/airflow#72716); the operator sets this a few seconds
         after the deferral.
+    :param traceparent: the stage span's W3C trace context when tracing is on; the wait is a
+        ``kbatch.watch`` span under it (``glue.tracing``).
     """
 
     def __init__(
@@ -63,6 +67,7 @@ class KbatchJobTrigger(KbatchConnected, BaseTrigger):
         cluster_context: str | None = None,
         config_file: str | None = None,
         not_before: float | None = None,
+        traceparent: str | None = None,
         **unknown: Any,
     ) -> None:
         super().__init__()
@@ -78,6 +83,7 @@ class KbatchJobTrigger(KbatchConnected, BaseTrigger):
         self.cluster_context = cluster_context
         self.config_file = config_file
         self.not_before = not_before
+        self.traceparent = traceparent
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -93,20 +99,23 @@ class KbatchJobTrigger(KbatchConnected, BaseTrigger):
                 "cluster_context": self.cluster_context,
                 "config_file": self.config_file,
                 "not_before": self.not_before,
+                "traceparent": self.traceparent,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         index_map = IndexSet.parse(self.index_map) if self.index_map else None
         try:
-            result = await wait_for_job(
-                self.async_hook(),
-                self.namespace,
-                self.job_name,
-                index_map=index_map,
-                settings=WaitSettings.from_dict(self.wait),
-                log=self.log,
-            )
+            with watch_span(self.traceparent, where="triggerer"):
+                result = await wait_for_job(
+                    self.async_hook(),
+                    self.namespace,
+                    self.job_name,
+                    index_map=index_map,
+                    settings=WaitSettings.from_dict(self.wait),
+                    log=self.log,
+                    on_progress=live_observer(self._stage_tags()),
+                )
         except Exception as err:  # reported to execute_complete, which fails the task with it
             self.log.exception("waiting for job %s/%s failed", self.namespace, self.job_name)
             yield TriggerEvent(
@@ -118,6 +127,15 @@ class KbatchJobTrigger(KbatchConnected, BaseTrigger):
             event = {**event, "status": "deleted", "message": f"job was replaced (uid {event['uid']})"}
         await hold_until(self.not_before, self.log)
         yield TriggerEvent(event)
+
+    def _stage_tags(self) -> dict[str, str]:
+        """The metric tags of the stage (the triggerer sets ``task_instance``)."""
+        ti = self.task_instance
+        return {
+            "dag_id": str(getattr(ti, "dag_id", "") or ""),
+            "task_id": str(getattr(ti, "task_id", "") or ""),
+            "namespace": self.namespace,
+        }
 
     async def on_kill(self) -> None:
         """A user killed the deferred task: stop the Job so no pod keeps running."""

@@ -23,6 +23,7 @@ import pytest
 
 from tests.e2e.dagstest import DagsTest
 from tests.e2e.scheduler import AirflowDeployment, e2e_dags_folder
+from tests.otlp import OtlpReceiver, tracing_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -119,16 +120,27 @@ def airflow_env(devcluster: Any, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 @pytest.fixture(scope="session")
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    """The session's OTLP/HTTP trace receiver (tests/otlp.py); the deployment exports to it."""
+    receiver = OtlpReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="session")
 def airflow_deployment(
-    devcluster: Any, tmp_path_factory: pytest.TempPathFactory
+    devcluster: Any, tmp_path_factory: pytest.TempPathFactory, otlp_receiver: OtlpReceiver
 ) -> Iterator[AirflowDeployment]:
     """The session's Airflow deployment on PostgreSQL, started by the first test that asks for it
     (about a minute) and stopped at the end of the session; ``kubernetes_default`` is the local
     cluster, the DAGs those of ``dags/examples`` and ``tests/e2e/dags``. Use your own run ids and
-    namespaces: other tests' runs share it."""
+    namespaces: other tests' runs share it. OpenTelemetry tracing is on, exported to the session's
+    ``otlp_receiver`` (alive for as long as the deployment)."""
     root = tmp_path_factory.mktemp("airflow_deployment")
     deployment = AirflowDeployment(
-        home=root / "home", dags_folder=e2e_dags_folder(root / "dags"), extra_env=devcluster.cluster.env()
+        home=root / "home",
+        dags_folder=e2e_dags_folder(root / "dags"),
+        extra_env={**devcluster.cluster.env(), **tracing_env(otlp_receiver.endpoint)},
     )
     try:
         deployment.start()

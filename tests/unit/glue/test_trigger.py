@@ -26,6 +26,7 @@ PINNED = (
         "cluster_context": None,
         "config_file": None,
         "not_before": None,
+        "traceparent": None,
     },
 )
 
