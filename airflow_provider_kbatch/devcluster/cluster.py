@@ -264,7 +264,9 @@ class DevCluster:
         from airflow_provider_kbatch.devcluster.tools import tool_path
 
         state["kueue_bin"] = str(tool_path("kueue"))
-        self._save(state)
+        saved = self._load()  # with the pids of what started since `state` was read: keep them
+        saved["kueue_bin"] = state["kueue_bin"]
+        self._save(saved)
         directory = self.state_dir / "kueue"
         directory.mkdir(exist_ok=True)
         ports = state["ports"]

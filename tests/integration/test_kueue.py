@@ -18,6 +18,7 @@ trigger runs), each in a thread as a worker would run it:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -101,6 +103,19 @@ def kueue_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterH
     finally:
         os.environ.pop(env_key, None)
         cluster.down()
+    # down stops every process of the cluster, Kueue's manager and the control plane alike
+    assert leftover_processes(str(cluster.state_dir)) == []
+
+
+def leftover_processes(marker: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                cmdline = (entry / "cmdline").read_bytes()
+                if marker.encode() in cmdline:
+                    found.append(cmdline.replace(b"\0", b" ").decode(errors="replace")[:200])
+    return found
 
 
 @pytest.fixture
