@@ -9,7 +9,7 @@ trigger runs), each in a thread as a worker would run it:
 
 * a low-priority 2-index stage (``priority_class_name="kbatch-low"``, 500m per pod) is admitted by
   Kueue and runs; a high-priority stage (``kbatch-high``, 1 CPU) queued behind it makes Kueue
-  preempt it (suspend its Job). The preempted stage reports its second queue wait, is admitted
+  preempt it (suspend its Job). The preempted stage reports its queue wait again, is admitted
   again once the high one is done, and succeeds on its first Airflow try with one ledger attempt
   and no failed pod counted by its Job (``backoffLimit`` 0: one counted failure would fail it);
 * a stage that asks for more than the queue's quota is never admitted and ``queue_timeout``
