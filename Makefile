@@ -13,7 +13,7 @@ PY = $(VENV)/bin/python
 # on one worker (tests/conftest.py), so one deployment serves them all.
 TEST_WORKERS ?= 2
 # Go tools built from the module proxy and cached beside the control plane (devcluster/tools.py)
-GO_TOOLS := helm
+GO_TOOLS := helm promtool kueue
 DEMO_DIR ?= $(or $(KBATCH_CACHE),$(HOME)/.cache/kbatch)/demo
 
 .PHONY: setup build lint unit integration e2e test demo down airflow-up airflow-down bench clean-cache

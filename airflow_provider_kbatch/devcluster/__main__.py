@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="shorten the Job controller's pod failure backoff (default 10s), e.g. 200ms; for tests",
     )
+    up.add_argument(
+        "--kueue",
+        action="store_true",
+        help="also run Kueue (built from the Go module proxy) with its CRDs and webhooks; kept by later ups",
+    )
     up.add_argument("--timeout", type=float, default=180, help="seconds to wait for readiness")
     down = sub.add_parser("down", help="stop everything the cluster started")
     down.add_argument("--keep-data", action="store_true", help="keep etcd data and volumes for the next up")
@@ -184,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "up":
             cluster.nodes = args.nodes
             cluster.fast_job_backoff = args.fast_job_backoff
+            cluster.kueue = args.kueue
             started = time.monotonic()
             cluster.up(wait_seconds=args.timeout)
             sys.stdout.write(

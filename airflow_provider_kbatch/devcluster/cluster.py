@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_kbatch.devcluster import kueue as kueue_setup
 from airflow_provider_kbatch.devcluster.bootstrap import STORAGE_CLASS, bootstrap
 from airflow_provider_kbatch.devcluster.build import cache_root, ensure_binaries, kubernetes_version
 from airflow_provider_kbatch.devcluster.components import (
@@ -72,6 +73,7 @@ class DevCluster:
     fast_job_backoff: str | None = None
     node_cpu: str = "8"
     node_memory: str = "16Gi"
+    kueue: bool = False  # also run Kueue (its CRDs, webhooks and controller manager): see kueue.py
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir).resolve()
@@ -113,12 +115,17 @@ class DevCluster:
     def bin_dir(self) -> Path:
         return Path(self._load()["bin_dir"])
 
+    def _components(self, state: dict[str, Any] | None = None) -> tuple[str, ...]:
+        """The start order: the control plane and the node, then Kueue when the cluster has it."""
+        with_kueue = self.kueue or bool((self._load() if state is None else state).get("kueue"))
+        return (*COMPONENTS, "kueue") if with_kueue else COMPONENTS
+
     # ---------------------------------------------------------------- lifecycle
     def running(self) -> dict[str, bool]:
         state = self._load()
         pids = state.get("pids", {})
         alive = {}
-        for c in COMPONENTS:
+        for c in self._components(state):
             child = self._children.get(c)
             if child is not None and child.pid == pids.get(c):
                 alive[c] = child.poll() is None  # our own child: no guessing from /proc
@@ -156,20 +163,34 @@ class DevCluster:
         state["version"] = kubernetes_version()
         state["nodes"] = [f"kbatch-node-{i}" for i in range(self.nodes)]
         state["fast_job_backoff"] = self.fast_job_backoff
-        state["ports"] = free_ports(
-            ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet")
+        state["kueue"] = self.kueue = self.kueue or bool(state.get("kueue"))  # kept by a later `up`
+        ports = (
+            "etcd",
+            "etcd-peer",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kubelet",
         )
+        state["ports"] = free_ports(ports + (kueue_setup.PORTS if self.kueue else ()))
         state["pids"] = {}
         self._save(state)
         self._write_files(state)
         try:
-            for component in COMPONENTS:
+            for component in self._components(state):
+                if component == "kueue":
+                    self._prepare_kueue(state)
                 self._start(component)
                 if component == "etcd":
                     self._wait(lambda: self._port_open(state["ports"]["etcd"]), "etcd", 30)
                 if component == "kube-apiserver":
                     self._wait(self._ready_quick, "kube-apiserver /readyz", 90)
                     bootstrap(self.kubeconfig)
+                if component == "kueue":
+                    self._wait(
+                        lambda: kueue_setup.ready(state["ports"]["kueue-health"]), "Kueue /readyz", 120
+                    )
+                    kueue_setup.install_webhooks(self.kubeconfig, self._kueue_objects(state)[1])
             deadline = max(10.0, wait_seconds - (time.monotonic() - started))
             self._wait(self._nodes_ready, "node Ready and default service account", deadline)
         except BaseException:
@@ -181,7 +202,7 @@ class DevCluster:
         """Stop every process of the cluster; remove its state unless ``keep_data``."""
         state = self._load()
         pids = state.get("pids", {})
-        for component in reversed(COMPONENTS):
+        for component in reversed(self._components(state)):
             pid = pids.get(component)
             if pid and _pid_alive(pid, str(self.state_dir)):
                 self._terminate(pid, grace=20 if component == "node" else 10)
@@ -229,6 +250,34 @@ class DevCluster:
         }
 
     # ---------------------------------------------------------------- internals
+    def _kueue_objects(self, state: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Kueue's CRDs and webhook configurations, calling its webhook server on loopback."""
+        module = kueue_setup.module_dir()
+        base_url = f"https://127.0.0.1:{state['ports']['kueue-webhook']}"
+        ca = (self.state_dir / "kueue" / "webhook-certs" / "tls.crt").read_bytes()
+        return kueue_setup.crds(module, base_url, ca), kueue_setup.webhook_configurations(
+            module, base_url, ca
+        )
+
+    def _prepare_kueue(self, state: dict[str, Any]) -> None:
+        """Before the manager starts: its binary, certificates, configuration and established CRDs."""
+        from airflow_provider_kbatch.devcluster.tools import tool_path
+
+        state["kueue_bin"] = str(tool_path("kueue"))
+        saved = self._load()  # with the pids of what started since `state` was read: keep them
+        saved["kueue_bin"] = state["kueue_bin"]
+        self._save(saved)
+        directory = self.state_dir / "kueue"
+        directory.mkdir(exist_ok=True)
+        ports = state["ports"]
+        kueue_setup.prepare(directory, webhook_port=ports["kueue-webhook"], health_port=ports["kueue-health"])
+        crds = self._kueue_objects(state)[0]
+        kueue_setup.install_crds(self.kubeconfig, crds)
+        names = [crd["metadata"]["name"] for crd in crds]
+        self._wait(
+            lambda: kueue_setup.crds_established(self.kubeconfig, names), "Kueue's CRDs established", 60
+        )
+
     def _write_files(self, state: dict[str, Any]) -> None:
         pki = ensure_pki(self.state_dir / "pki")
         (self.state_dir / "logs").mkdir(exist_ok=True)
@@ -241,8 +290,9 @@ class DevCluster:
         self.kubeconfig.chmod(0o600)
 
     def _command(self, component: str) -> tuple[list[str], dict[str, str]]:
-        if component not in COMPONENTS:
-            raise DevClusterError(f"unknown component {component!r}; known: {', '.join(COMPONENTS)}")
+        if component not in self._components():
+            known = ", ".join(self._components())
+            raise DevClusterError(f"unknown component {component!r}; known: {known}")
         return component_command(
             component,
             self._load(),

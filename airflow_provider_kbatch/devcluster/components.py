@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-# Start order; ``down`` stops in reverse.
+# Start order; ``down`` stops in reverse. A cluster with Kueue starts "kueue" after them.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node")
 CONTROLLERS = (
     "job-controller",
@@ -110,7 +110,11 @@ def component_command(
         for name in state["nodes"]:
             cmd.append(f"--node-name={name}")
         return cmd, env
-    raise ValueError(f"unknown component {component!r}; known: {', '.join(COMPONENTS)}")
+    if component == "kueue":  # optional (`up --kueue`): Kueue's manager, configured by kueue.py
+        env["KUBECONFIG"] = str(kubeconfig)
+        config = d / "kueue" / "config.yaml"
+        return [state["kueue_bin"], f"--config={config}", "--zap-log-level=2", "--zap-devel=false"], env
+    raise ValueError(f"unknown component {component!r}; known: {', '.join(COMPONENTS)}, kueue")
 
 
 def admin_kubeconfig(server: str, ca_cert: bytes, token: str) -> dict[str, Any]:
