@@ -28,6 +28,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_kbatch.engine import ledger
+from airflow_provider_kbatch.engine.disruption import ensure_budget
 from airflow_provider_kbatch.engine.outcome import finish_stage
 from airflow_provider_kbatch.engine.submission import (
     GENERATION_ANNOTATION,
@@ -216,6 +217,15 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         submitted (incompatible: the task fails, nothing is submitted) and in the pod.
     :param checkpoint: a per-index checkpoint directory that survives pod and Airflow retries
         (``KBATCH_CHECKPOINT_DIR``; ``runtime.checkpoint``).
+
+    Disruptions and concurrency across runs:
+
+    :param disruption_budget: a PodDisruptionBudget for the stage's pods, one key:
+        ``{"min_available": 2}`` or ``{"max_unavailable": "50%"}`` (int or percentage) (templated).
+        Created right after the Job (also an adopted one), owned by it, selecting its pods by the
+        Job's uid; compiled to an integer ``minAvailable`` of the pods the Job runs at once (a Job
+        has no scale subresource: see :mod:`airflow_provider_kbatch.spec.disruption`). A drain
+        then waits (evictions refused with 429) while the budget holds.
     """
 
     template_fields: Sequence[str] = (
@@ -246,6 +256,8 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         "job_template",
         "pod",
         "job_manifest",
+        # issue 11: disruptions and concurrency across runs
+        "disruption_budget",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {
         "job_manifest": "json",
@@ -306,6 +318,8 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         produces: Contract | Mapping[str, Any] | None = None,
         accepts: Mapping[str, Contract | Mapping[str, Any]] | None = None,
         checkpoint: bool = False,
+        # issue 11: disruptions and concurrency across runs
+        disruption_budget: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         legacy = {k: kwargs.pop(k) for k in list(kwargs) if k in POD_FIELDS}
@@ -366,6 +380,8 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         self.produces = produces
         self.accepts = accepts
         self.checkpoint = checkpoint
+        # issue 11: disruptions and concurrency across runs
+        self.disruption_budget = disruption_budget
         self.job_manifest: dict[str, Any] | None = None
         self._job: tuple[str, str] | None = None  # (namespace, name) once submitted
         self._stage: Stage | None = None  # this try's stage, built once (render or execute)
@@ -593,6 +609,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
             self._stage_succeeded(context, identity, namespace)
             return result
         job = self._submit(spec, namespace, identity, plan, digest)
+        ensure_budget(self.hook, namespace, job, spec.disruption_budget, log=self.log)
         self._publish_manifest(context, job, "was submitted" if plan.action == "create" else "was adopted")
         uid = job["metadata"]["uid"]
         self._job = (namespace, plan.job_name)
