@@ -266,9 +266,6 @@ class AsyncKbatchHook(_HookBase):
     async def get_pod_disruption_budget(self, namespace: str | None, name: str) -> dict[str, Any] | None:
         return await self._run(calls.get("PodDisruptionBudget", await self._ns(namespace), name))
 
-    async def delete_pod_disruption_budget(self, namespace: str | None, name: str) -> bool:
-        return await self._run(calls.delete("PodDisruptionBudget", await self._ns(namespace), name))
-
     # --- watches and streams ----------------------------------------------------------------------
 
     def _resumable(

@@ -279,6 +279,3 @@ class KbatchHook(_HookBase):
 
     def get_pod_disruption_budget(self, namespace: str | None, name: str) -> dict[str, Any] | None:
         return self._run(calls.get("PodDisruptionBudget", self._ns(namespace), name))
-
-    def delete_pod_disruption_budget(self, namespace: str | None, name: str) -> bool:
-        return self._run(calls.delete("PodDisruptionBudget", self._ns(namespace), name))

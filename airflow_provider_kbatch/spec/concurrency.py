@@ -1,5 +1,6 @@
 """Concurrency across DAG runs (CronJob's ``concurrencyPolicy``), the pure half: the arguments'
-checks, the names and labels involved, and the one rule that says who may run.
+checks, the names and labels involved, and the lock's compare-and-swap merge (:func:`take`). Who
+blocks whom, and the I/O, are in :mod:`airflow_provider_kbatch.engine.concurrency`.
 
 The scope is one stage of one DAG: the Jobs of the same dag id, task id and map index, in the
 namespace, whatever their run (label selector :func:`task_selector`; the run id is read from each

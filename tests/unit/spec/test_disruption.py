@@ -81,3 +81,54 @@ def test_pdb_is_owned_by_the_job_and_selects_its_pods_by_uid() -> None:
     # parallelism above the completions left: the pods that run at once are the completions
     job["spec"] = {"parallelism": 5, "completions": 3}
     assert pdb_manifest(job, {"min_available": "100%"})["spec"]["minAvailable"] == 3
+
+
+class PdbHook:
+    """create/get of PodDisruptionBudgets in memory; ``gc_after`` gets remove a foreign one."""
+
+    def __init__(self, existing: dict[str, Any] | None = None, gc_after: int = 2) -> None:
+        self.pdbs = {existing["metadata"]["name"]: existing} if existing else {}
+        self.gets = 0
+        self.gc_after = gc_after
+
+    def create_pod_disruption_budget(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        from airflow_provider_kbatch.errors import AlreadyExists
+
+        if body["metadata"]["name"] in self.pdbs:
+            raise AlreadyExists(409, "AlreadyExists", "exists")
+        self.pdbs[body["metadata"]["name"]] = {**body, "metadata": {**body["metadata"], "uid": "pdb-1"}}
+        return self.pdbs[body["metadata"]["name"]]
+
+    def get_pod_disruption_budget(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.gets += 1
+        if self.gets >= self.gc_after:
+            self.pdbs.pop(name, None)  # the garbage collector removed the earlier Job's PDB
+        return self.pdbs.get(name)
+
+
+JOB = {"metadata": {"name": "kb-x-g1", "uid": "u-2"}, "spec": {"parallelism": 2, "completions": 2}}
+
+
+def test_ensure_budget_keeps_its_own_and_waits_out_an_earlier_jobs() -> None:
+    from airflow_provider_kbatch.engine.disruption import ensure_budget
+
+    assert ensure_budget(PdbHook(), "ns", JOB, None) is None
+    hook = PdbHook()
+    first = ensure_budget(hook, "ns", JOB, {"min_available": 2})
+    assert first is not None and ensure_budget(hook, "ns", JOB, {"min_available": 2}) == first
+    earlier = pdb_manifest({**JOB, "metadata": {"name": "kb-x-g1", "uid": "u-1"}}, {"min_available": 1})
+    slept: list[float] = []
+    hook = PdbHook(existing=earlier, gc_after=3)
+    made = ensure_budget(hook, "ns", JOB, {"min_available": 2}, sleep=slept.append)
+    assert made is not None and made["metadata"]["ownerReferences"][0]["uid"] == "u-2"
+    assert slept == [1.0, 1.0]
+
+
+def test_ensure_budget_gives_up_on_a_foreign_pdb_naming_it() -> None:
+    from airflow_provider_kbatch.engine.disruption import ensure_budget
+    from airflow_provider_kbatch.errors import KbatchError
+
+    foreign = {"metadata": {"name": "kb-x-g1", "ownerReferences": []}, "spec": {}}
+    with pytest.raises(KbatchError, match="kubectl delete pdb kb-x-g1 -n ns"):
+        ensure_budget(PdbHook(existing=foreign, gc_after=10**6), "ns", JOB, {"min_available": 2},
+                      wait_seconds=3, sleep=lambda s: None)  # fmt: skip
