@@ -1,15 +1,13 @@
 """Test DAGs: concurrency across runs (``concurrency_policy=``) and the argument checks of issue 11.
 
-``kbatch_test_concurrency`` is backfilled over five dates at once (``max_active_runs=5``). Its two
-stages do not depend on each other:
-
-* ``forbid`` (``concurrency_policy="Forbid"``): a 1 s stage; the runs take turns, each waiting
-  deferred while another run's Job of the stage is active -- no two Jobs overlap.
-* ``replace`` (``concurrency_policy="Replace"``): a 20 s stage; each run that starts deletes the
-  older run's Job (recorded in that run's ledger, whose task fails without retries): one survives.
-
-``kbatch_test_concurrency_invalid``: a bad ``disruption_budget`` and a bad ``concurrency_policy``
-fail the task on its first try (``retries=1`` must not apply), naming both fields.
+* ``kbatch_test_concurrency`` is backfilled over five dates at once (``max_active_runs=5``); its
+  stage ``forbid`` (``concurrency_policy="Forbid"``, 1 s) makes the runs take turns, each waiting
+  deferred while another run's Job of the stage is active: no two Jobs overlap.
+* ``kbatch_test_concurrency_replace``: stage ``replace`` (``concurrency_policy="Replace"``, sleeping
+  ``params.sleep`` seconds). A newer run deletes the older run's Job (recorded in the older run's
+  ledger, whose task fails without retries) and succeeds.
+* ``kbatch_test_concurrency_invalid``: a bad ``disruption_budget`` and a bad ``concurrency_policy``
+  fail the task on its first try (``retries=1`` must not apply), naming both fields.
 """
 
 from __future__ import annotations
@@ -44,11 +42,22 @@ with DAG(
         deferrable=True,
         stream_logs=False,
     )
+
+with DAG(
+    dag_id="kbatch_test_concurrency_replace",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=2,
+    params={"namespace": Param("default", type="string"), "sleep": Param(1, type="integer")},
+    default_args={"retries": 1, "retry_delay": datetime.timedelta(seconds=1)},
+    tags=["kbatch", "test"],
+) as replace_dag:
     KbatchJobOperator(
         task_id="replace",
         namespace="{{ params.namespace }}",
         image=IMAGE,
-        command=["python", "-c", "import time; time.sleep(20)"],
+        command=["python", "-c", "import sys, time; time.sleep(int(sys.argv[1]))", "{{ params.sleep }}"],
         concurrency_policy="Replace",
         deferrable=True,
         stream_logs=False,
