@@ -43,6 +43,7 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": "kbatch",
                 "python-modules": [
+                    "airflow_provider_kbatch.triggers.concurrency",
                     "airflow_provider_kbatch.triggers.job",
                     "airflow_provider_kbatch.triggers.output",
                 ],

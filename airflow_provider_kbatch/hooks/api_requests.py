@@ -16,9 +16,9 @@ from typing import Any, Literal, TypeVar
 
 T = TypeVar("T")
 
-ApiName = Literal["BatchV1Api", "CoreV1Api", "VersionApi"]
+ApiName = Literal["BatchV1Api", "CoreV1Api", "PolicyV1Api", "VersionApi"]
 Decode = Literal["json", "text", "raw"]
-Kind = Literal["Job", "Pod", "ConfigMap", "PersistentVolumeClaim", "Event"]
+Kind = Literal["Job", "Pod", "ConfigMap", "PersistentVolumeClaim", "Event", "PodDisruptionBudget"]
 Propagation = Literal["Foreground", "Background", "Orphan"]
 
 LIST_PAGE_SIZE = 500
@@ -31,6 +31,7 @@ KINDS: dict[str, tuple[ApiName, str, str]] = {
     "ConfigMap": ("CoreV1Api", "namespaced_config_map", "v1"),
     "PersistentVolumeClaim": ("CoreV1Api", "namespaced_persistent_volume_claim", "v1"),
     "Event": ("CoreV1Api", "namespaced_event", "v1"),
+    "PodDisruptionBudget": ("PolicyV1Api", "namespaced_pod_disruption_budget", "policy/v1"),
 }
 
 _VERBS = {

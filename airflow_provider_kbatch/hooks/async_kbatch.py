@@ -265,6 +265,14 @@ class AsyncKbatchHook(_HookBase):
     async def put_config_map(self, namespace: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self._run(calls.put_config_map(await self._ns(namespace), body))
 
+    async def create_pod_disruption_budget(
+        self, namespace: str | None, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return await self._run(calls.create("PodDisruptionBudget", await self._ns(namespace), body))
+
+    async def get_pod_disruption_budget(self, namespace: str | None, name: str) -> dict[str, Any] | None:
+        return await self._run(calls.get("PodDisruptionBudget", await self._ns(namespace), name))
+
     # --- watches and streams ----------------------------------------------------------------------
 
     def _resumable(

@@ -105,7 +105,8 @@ class KbatchHook(_HookBase):
         from kubernetes import client
 
         return {
-            name: getattr(client, name)(self.api_client) for name in ("BatchV1Api", "CoreV1Api", "VersionApi")
+            name: getattr(client, name)(self.api_client)
+            for name in ("BatchV1Api", "CoreV1Api", "PolicyV1Api", "VersionApi")
         }
 
     def _send(self, call: ApiCall) -> Any:
@@ -269,3 +270,12 @@ class KbatchHook(_HookBase):
 
     def delete_pvc(self, namespace: str | None, name: str) -> bool:
         return self._run(calls.delete("PersistentVolumeClaim", self._ns(namespace), name))
+
+    # --- PodDisruptionBudgets (disruption_budget=) ------------------------------------------------
+
+    def create_pod_disruption_budget(self, namespace: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a PodDisruptionBudget (409 raises ``AlreadyExists``)."""
+        return self._run(calls.create("PodDisruptionBudget", self._ns(namespace), body))
+
+    def get_pod_disruption_budget(self, namespace: str | None, name: str) -> dict[str, Any] | None:
+        return self._run(calls.get("PodDisruptionBudget", self._ns(namespace), name))

@@ -17,6 +17,7 @@ and are re-exported here, their public import path.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import time
 import warnings
@@ -27,7 +28,8 @@ from airflow.exceptions import AirflowProviderDeprecationWarning
 from airflow.sdk import BaseOperator, BaseOperatorLink
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 
-from airflow_provider_kbatch.engine import ledger
+from airflow_provider_kbatch.engine import concurrency, ledger
+from airflow_provider_kbatch.engine.disruption import ensure_budget
 from airflow_provider_kbatch.engine.outcome import finish_stage
 from airflow_provider_kbatch.engine.submission import (
     GENERATION_ANNOTATION,
@@ -67,6 +69,12 @@ from airflow_provider_kbatch.pipeline.workspace import (
     wire_stage,
 )
 from airflow_provider_kbatch.spec.actions import StageAction
+from airflow_provider_kbatch.spec.concurrency import (
+    POLL_SECONDS,
+    ConcurrencyPolicy,
+    concurrency_problems,
+    timeout_seconds,
+)
 from airflow_provider_kbatch.spec.errors import KbatchSpecError, KbatchSpecErrors, ProblemCollector
 from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.spec.manifest import build_job_manifest, spec_hash
@@ -83,6 +91,7 @@ from airflow_provider_kbatch.spec.stage import (
 )
 from airflow_provider_kbatch.spec.validation import namespace_problem, stage_problems, validate_server_version
 from airflow_provider_kbatch.status import job_outcome
+from airflow_provider_kbatch.triggers.concurrency import KbatchConcurrencyTrigger
 from airflow_provider_kbatch.triggers.job import KbatchJobTrigger
 
 if TYPE_CHECKING:
@@ -239,6 +248,22 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         inputs (manifest digests) and ``cache_version`` instead of running a Job; with ``output=``
         it needs a shared ``Workspace(claim_name=...)``.
     :param cache_version: a string in the cache key: change it to miss every earlier entry.
+
+    Disruptions and concurrency across runs:
+
+    :param disruption_budget: a PodDisruptionBudget for the stage's pods, one key:
+        ``{"min_available": 2}`` or ``{"max_unavailable": "50%"}`` (int or percentage) (templated).
+        Created right after the Job (also an adopted one), owned by it, selecting its pods by the
+        Job's uid; compiled to an integer ``minAvailable`` of the pods the Job runs at once (a Job
+        has no scale subresource: see :mod:`airflow_provider_kbatch.spec.disruption`). A drain
+        then waits (evictions refused with 429) while the budget holds.
+    :param concurrency_policy: the stage across runs of the DAG, like a CronJob's
+        ``concurrencyPolicy``: ``Allow`` (default), ``Forbid`` (wait -- deferred, no worker slot --
+        while another run's Job of this stage is active) or ``Replace`` (delete the other run's
+        Job, recorded in that run's ledger; the replaced task fails without retries). See
+        :mod:`airflow_provider_kbatch.spec.concurrency`.
+    :param concurrency_timeout: ``Forbid`` only: fail (without retries, nothing submitted) after
+        waiting this long (timedelta or seconds); ``None`` waits forever.
     """
 
     template_fields: Sequence[str] = (
@@ -269,6 +294,8 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         "job_template",
         "pod",
         "job_manifest",
+        # disruptions and concurrency across runs (engine/disruption.py, engine/concurrency.py)
+        "disruption_budget",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {
         "job_manifest": "json",
@@ -335,6 +362,10 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         on_failure: StageAction | Mapping[str, Any] | None = None,
         cache: bool = False,
         cache_version: str | None = None,
+        # disruptions and concurrency across runs (engine/disruption.py, engine/concurrency.py)
+        disruption_budget: Mapping[str, Any] | None = None,
+        concurrency_policy: ConcurrencyPolicy = "Allow",
+        concurrency_timeout: datetime.timedelta | float | None = None,
         **kwargs: Any,
     ) -> None:
         legacy = {k: kwargs.pop(k) for k in list(kwargs) if k in POD_FIELDS}
@@ -402,6 +433,11 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         self.cache = cache
         self.cache_version = cache_version
         self._resolved_inputs: dict[str, str] = {}  # input name -> manifest digest, this try
+        # disruptions and concurrency across runs (engine/disruption.py, engine/concurrency.py)
+        self.disruption_budget = disruption_budget
+        self.concurrency_policy = concurrency_policy
+        self.concurrency_timeout = concurrency_timeout
+        self._concurrency_deadline: float | None = None  # carried across Forbid deferrals
         self.job_manifest: dict[str, Any] | None = None
         self._job: tuple[str, str] | None = None  # (namespace, name) once submitted
         self._stage: Stage | None = None  # this try's stage, built once (render or execute)
@@ -440,6 +476,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         else:
             problems.extend(named(stage_problems(spec), from_pod))
         problems.extend(self._compensation_and_cache_problems())
+        problems.extend(concurrency_problems(self.concurrency_policy, self.concurrency_timeout))
         if self.namespace is not None:  # the connection's is checked when it is read
             problem = namespace_problem(self.namespace)
             if problem is not None:
@@ -690,7 +727,12 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
             self._stage_succeeded(context, identity, namespace, cache_key)
             self._end_trace(namespace, None)
             return result
+        if plan.action == "create":
+            self._concurrency_gate(namespace, identity, plan)  # Forbid may wait (defer) here
         job = self._submit(spec, namespace, identity, plan, digest)
+        if plan.action == "create" and self.concurrency_policy == "Replace":
+            self._unless_replaced(namespace, identity, job)
+        ensure_budget(self.hook, namespace, job, spec.disruption_budget, log=self.log)
         self._publish_manifest(context, job, "was submitted" if plan.action == "create" else "was adopted")
         uid = job["metadata"]["uid"]
         self._job = (namespace, plan.job_name)
@@ -730,6 +772,80 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
             )
         event = asyncio.run(self._wait(namespace, plan))
         return self.execute_complete(context, event, **outcome)
+
+    # ---------------------------------------------------------------- concurrency across runs (issue 11)
+    def _concurrency_gate(self, namespace: str, identity: JobIdentity, plan: Plan) -> None:
+        """``Replace``: delete the other runs' active Jobs of this stage. ``Forbid``: take the
+        stage's lock, or wait (deferred: no worker slot) while another run's Job is active."""
+        if self.concurrency_policy == "Replace":
+            concurrency.replace_others(self.hook, namespace, identity, plan.job_name, log=self.log)
+            return
+        if self.concurrency_policy != "Forbid":
+            return
+        limit = timeout_seconds(self.concurrency_timeout)
+        deadline = self._concurrency_deadline
+        if deadline is None and limit is not None:
+            deadline = time.time() + limit
+        while (blocker := concurrency.try_forbid(self.hook, namespace, identity, plan.job_name)) is not None:
+            self.log.info("waiting for %s (concurrency_policy=Forbid)", blocker.describe())
+            if deadline is not None and time.time() >= deadline:
+                raise concurrency.ConcurrencyTimeout(
+                    f"stage {identity.task_id!r} of run {identity.run_id} waited more than "
+                    f"concurrency_timeout={limit}s for {blocker.describe()} (concurrency_policy=Forbid); "
+                    "nothing was submitted"
+                )
+            if self.deferrable:
+                self.defer(
+                    trigger=KbatchConcurrencyTrigger(
+                        namespace=namespace,
+                        dag_id=identity.dag_id,
+                        task_id=identity.task_id,
+                        run_id=identity.run_id,
+                        map_index=identity.map_index,
+                        conn_id=self.conn_id,
+                        cluster_context=self.cluster_context,
+                        config_file=self.config_file,
+                        deadline=deadline,
+                        not_before=time.time() + event_hold_seconds(),
+                    ),
+                    method_name="execute_after_concurrency",
+                    kwargs={"deadline": deadline},
+                )
+            time.sleep(POLL_SECONDS)
+
+    def _unless_replaced(self, namespace: str, identity: JobIdentity, job: dict[str, Any]) -> None:
+        """``Replace``, after the create: a newer run that took the stage's lock meanwhile may not
+        have seen this Job; then this run deletes it and fails (recorded in its ledger)."""
+        newer = concurrency.still_holder(self.hook, namespace, identity)
+        if newer is None:
+            return
+        reason = concurrency.record_replaced(self.hook, namespace, job, by_run=newer.run_id)
+        self.hook.delete_job(namespace, job["metadata"]["name"], propagation="Background")
+        raise concurrency.Replaced(reason)
+
+    @airflow_errors()
+    def execute_after_concurrency(
+        self, context: Context, event: dict[str, Any], deadline: float | None = None, **_: Any
+    ) -> Any:
+        """Back from :class:`KbatchConcurrencyTrigger`: submit now (taking the lock), wait again if
+        another waiting run took it first, or fail at ``concurrency_timeout``."""
+        status = event.get("status")
+        if status == "timeout":
+            raise concurrency.ConcurrencyTimeout(
+                f"stage {self.task_id!r} waited more than concurrency_timeout="
+                f"{timeout_seconds(self.concurrency_timeout)}s for run {event.get('blocked_by_run')}'s "
+                f"Job {event.get('blocked_by_job')} (concurrency_policy=Forbid); nothing was submitted"
+            )
+        if status == "error":
+            raise AirflowException(f"waiting for the other runs' jobs failed: {event.get('error')}")
+        if event.get("blocked_by_run"):
+            self.log.info(
+                "run %s's Job %s is no longer active: submitting (concurrency_policy=Forbid)",
+                event["blocked_by_run"],
+                event.get("blocked_by_job"),
+            )
+        self._concurrency_deadline = deadline
+        return self.execute(context)
 
     def _manifest(
         self,
@@ -828,6 +944,9 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
                 f"waiting for job {event['namespace']}/{name} failed: {event.get('error')}"
             )
         if status == "deleted":
+            reason = concurrency.replaced_reason(self.hook, event["namespace"], identity, name)
+            if reason is not None:  # a newer run replaced it (concurrency_policy="Replace"): final
+                raise concurrency.Replaced(reason)
             raise AirflowException(
                 f"job {event['namespace']}/{name} was deleted before it finished{': ' + event['message'] if event.get('message') else ''}"
             )

@@ -185,6 +185,10 @@ class StageSpec:
     # everything else: merged underneath the typed fields (typed fields win)
     job_template: Mapping[str, Any] | None = None
 
+    # disruptions (spec/disruption.py): a PodDisruptionBudget owned by the Job, e.g.
+    # {"min_available": 2} or {"max_unavailable": "50%"}
+    disruption_budget: Mapping[str, Any] | None = None
+
     def __post_init__(self) -> None:
         for name in _TUPLE_FIELDS:
             object.__setattr__(self, name, _tuple(getattr(self, name)))

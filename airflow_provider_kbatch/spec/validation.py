@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_kbatch.spec.checkbase import dig, int_at_least, is_int
+from airflow_provider_kbatch.spec.disruption import check_disruption_budget
 from airflow_provider_kbatch.spec.errors import KbatchSpecError, ProblemCollector
 from airflow_provider_kbatch.spec.metachecks import (
     check_metadata,
@@ -108,6 +109,7 @@ def stage_problems(spec: StageSpec, server_version: tuple[int, int] | None = Non
         _check_restart_policy,
         check_success_helpers,
         check_raw_success_policy,
+        check_disruption_budget,
     ):
         check(spec, p)
     if server_version is not None:

@@ -195,6 +195,7 @@ def test_template_fields_are_the_arguments_unchanged() -> None:
         "priority_class_name": "{{ params.priority }}",
         "queue_name": "{{ params.queue }}",
         "pod": PodOptions(service_account_name="{{ params.sa }}"),
+        "disruption_budget": {"min_available": "{{ params.pdb }}"},
     }
     op = KbatchJobOperator(task_id="t", **arguments)
     assert isinstance(KbatchJobOperator.template_fields, tuple)
