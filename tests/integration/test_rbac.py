@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from airflow_provider_kbatch.engine import ledger
+from airflow_provider_kbatch.engine.disruption import ensure_budget
 from airflow_provider_kbatch.engine.outcome import finish_stage
 from airflow_provider_kbatch.engine.submission import submit
 from airflow_provider_kbatch.engine.waiter import WaitSettings, wait_for_job
@@ -63,6 +64,7 @@ RESOURCES = {
     "namespaced_config_map": ("", "configmaps"),
     "namespaced_persistent_volume_claim": ("", "persistentvolumeclaims"),
     "namespaced_event": ("", "events"),
+    "namespaced_pod_disruption_budget": ("policy", "poddisruptionbudgets"),
 }
 VERBS = {
     "read": "get",
@@ -231,6 +233,13 @@ def test_the_role_allows_everything_the_provider_does_and_nothing_more(
     adopted, again = submit(hook, ns, manifest, digest)  # a 409, read back and adopted
     assert fresh and not again and adopted["metadata"]["uid"] == created["metadata"]["uid"]
     assert hook.get_job(ns, name)["metadata"]["uid"] == created["metadata"]["uid"]
+    # disruption_budget=: the PDB owned by the Job, created, then found again on adoption (409 + get)
+    pdb = ensure_budget(hook, ns, created, {"min_available": 1})
+    assert (
+        pdb is not None
+        and ensure_budget(hook, ns, created, {"min_available": 1})["metadata"]["uid"]
+        == pdb["metadata"]["uid"]
+    )
     ledger.attempt_started(
         hook,
         ns,
