@@ -24,16 +24,8 @@ import pytest
 REQUIRE = os.environ.get("KBATCH_REQUIRE_INTEGRATION") == "1"
 
 
-# Tests that use the session's Airflow deployment run on one xdist worker (``--dist loadgroup``), so
-# a parallel run starts one deployment, not one per worker; the rest spread over the workers.
-DEPLOYMENT_FIXTURES = frozenset({"airflow_deployment", "airflow_scheduler"})
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if DEPLOYMENT_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("airflow_deployment"))
         path = str(item.fspath)
         if f"{os.sep}integration{os.sep}" in path:
             item.add_marker(pytest.mark.integration)
