@@ -21,6 +21,7 @@ and :func:`pod_results` are Job-local; map them with
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import Any
 
 from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.spec.names import JOB_COMPLETION_INDEX_KEY
+from airflow_provider_kbatch.spec.times import time_or_none
 
 COMPLETE = "Complete"
 FAILED = "Failed"
@@ -402,3 +404,15 @@ def describe_failure(
     if len(text) > MAX_DESCRIPTION_CHARS:
         text = text[: MAX_DESCRIPTION_CHARS - 16] + "\n... (truncated)"
     return text
+
+
+def job_end_time(status: Mapping[str, Any]) -> datetime.datetime | None:
+    """When a Job ended: its ``completionTime`` (set on success), else the transition time of its
+    terminal ``Complete`` / ``Failed`` condition (a failed Job has no ``completionTime``)."""
+    end = time_or_none(status.get("completionTime"))
+    if end is not None:
+        return end
+    for cond in status.get("conditions") or ():
+        if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
+            return time_or_none(cond.get("lastTransitionTime"))
+    return None

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.spec.times import time_or_none
-from airflow_provider_kbatch.status import logical_index
+from airflow_provider_kbatch.status import job_end_time, logical_index
 
 TRACEPARENT_ANNOTATION = "kbatch.io/traceparent"
 TRACEPARENT_ENV = "TRACEPARENT"
@@ -93,16 +93,6 @@ def _ns(value: datetime.datetime | None) -> int | None:
     return None if value is None else int(value.timestamp() * 1_000_000_000)
 
 
-def _job_end(status: Mapping[str, Any]) -> datetime.datetime | None:
-    end = time_or_none(status.get("completionTime"))
-    if end is not None:
-        return end
-    for cond in status.get("conditions") or ():
-        if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
-            return time_or_none(cond.get("lastTransitionTime"))
-    return None
-
-
 def job_spans(
     job: Mapping[str, Any],
     pods: Iterable[Mapping[str, Any]],
@@ -122,7 +112,7 @@ def job_spans(
     queued_from = submitted_ns if submitted_ns is not None else created if created is not None else now_ns
     started = _ns(time_or_none(status.get("startTime")))
     run_from = max(queued_from, started if started is not None else now_ns)
-    run_to = max(run_from, _ns(_job_end(status)) or now_ns)
+    run_to = max(run_from, _ns(job_end_time(status)) or now_ns)
     failed = next(
         (
             c

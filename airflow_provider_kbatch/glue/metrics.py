@@ -17,7 +17,6 @@ resolution of one second: a Job's ``startTime`` to its ``completionTime``, or, f
 
 from __future__ import annotations
 
-import datetime
 import json
 import logging
 import re
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from airflow_provider_kbatch.spec.times import time_or_none
-from airflow_provider_kbatch.status import pod_failures
+from airflow_provider_kbatch.status import job_end_time, pod_failures
 
 log = logging.getLogger(__name__)
 
@@ -131,16 +130,6 @@ _NOT_STAT = re.compile(r"[^A-Za-z0-9_.-]+")
 _MAX_STAT = 250  # Airflow's stat name limit
 
 
-def _end_time(status: Mapping[str, Any]) -> datetime.datetime | None:
-    end = time_or_none(status.get("completionTime"))
-    if end is not None:
-        return end
-    for cond in status.get("conditions") or ():
-        if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
-            return time_or_none(cond.get("lastTransitionTime"))
-    return None
-
-
 def _count(indexes: str) -> int:
     total = 0
     for part in filter(None, indexes.split(",")):
@@ -159,7 +148,7 @@ def stage_metrics(
         figures["pod.retries"] = float(status.get("failed") or 0)
     figures["results.bytes"] = float(len(json.dumps(result, separators=(",", ":"), default=str)))
     figures["results.count"] = float(result.get("results_total") or len(result.get("results") or {}))
-    start, end = time_or_none(status.get("startTime")), _end_time(status)
+    start, end = time_or_none(status.get("startTime")), job_end_time(status)
     if start is not None and end is not None:
         figures["job.duration"] = (end - start).total_seconds() * 1000
     figures["job.queue_wait"] = float(event.get("queued_seconds") or 0) * 1000
