@@ -28,6 +28,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Hashable, M
 from contextlib import aclosing
 from typing import Any
 
+from airflow_provider_kbatch.hooks.watch import object_key
+
 log = logging.getLogger(__name__)
 
 Event = tuple[str, dict[str, Any]]
@@ -36,11 +38,6 @@ Selector = Callable[[Mapping[str, Any]], bool]
 WatchFactory = Callable[[Callable[[], None]], AsyncGenerator[Event, None]]
 
 __all__ = ["Feed", "WatchHub", "hub", "label_selector_matcher"]
-
-
-def _key(obj: Mapping[str, Any]) -> str:
-    meta = obj.get("metadata") or {}
-    return str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}")
 
 
 def _rv(obj: Mapping[str, Any]) -> int | None:
@@ -67,7 +64,7 @@ class _Subscriber:
     def offer(self, kind: str, obj: dict[str, Any]) -> None:
         if not self.selects(obj):
             return
-        key, rv = _key(obj), _rv(obj)
+        key, rv = object_key(obj), _rv(obj)
         if kind != "DELETED" and rv is not None:
             seen = self.versions.get(key)
             if seen is not None and rv <= seen:
@@ -93,9 +90,9 @@ class Feed:
                 async for kind, obj in events:
                     self.events_seen += 1
                     if kind == "DELETED":
-                        self.known.pop(_key(obj), None)
+                        self.known.pop(object_key(obj), None)
                     else:
-                        self.known[_key(obj)] = obj
+                        self.known[object_key(obj)] = obj
                     for subscriber in list(self.subscribers):
                         subscriber.offer(kind, obj)
             raise RuntimeError(f"the shared watch {self.key} ended")

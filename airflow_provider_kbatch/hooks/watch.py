@@ -45,7 +45,8 @@ class _Relist(Exception):
     """Internal: the resourceVersion expired (410); list again."""
 
 
-def _key(obj: Mapping[str, Any]) -> str:
+def object_key(obj: Mapping[str, Any]) -> str:
+    """An object's identity across events: its uid, else namespace/name."""
     meta = obj.get("metadata") or {}
     return str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}")
 
@@ -66,7 +67,7 @@ class _State:
     ) -> list[tuple[str, dict[str, Any]]]:
         """Events that bring a consumer from the last known state to a fresh list."""
         events: list[tuple[str, dict[str, Any]]] = []
-        fresh = {_key(item): item for item in items}
+        fresh = {object_key(item): item for item in items}
         for key, gone in self.known.items():
             if key not in fresh:
                 events.append(("DELETED", gone))
@@ -93,9 +94,9 @@ class _State:
         if kind == "BOOKMARK":
             return None
         if kind == "DELETED":
-            self.known.pop(_key(obj), None)
+            self.known.pop(object_key(obj), None)
         elif kind in ("ADDED", "MODIFIED"):
-            self.known[_key(obj)] = dict(obj)
+            self.known[object_key(obj)] = dict(obj)
         else:
             log.debug("ignoring watch event of type %s", kind)
             return None
