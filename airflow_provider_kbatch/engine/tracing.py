@@ -158,11 +158,20 @@ def _terminated(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     return {}
 
 
+#: Within one index, at equal (one-second) times: a failed pod came before the one still
+#: running, which came before the one that succeeded (a success ends the index).
+_PHASE_ORDER = {"Failed": 0, "Succeeded": 2}
+
+
 def attempt_spans(
     pods: Iterable[Mapping[str, Any]], *, index_map: IndexSet | None, floor_ns: int, now_ns: int
 ) -> list[SpanRecord]:
-    """One ``kbatch.index`` span per pod (an index attempt), ordered by index then start."""
-    found: list[tuple[int, int, SpanRecord]] = []
+    """One ``kbatch.index`` span per pod (an index attempt), ordered by index then attempt.
+
+    Kubernetes times have a resolution of one second, so two attempts of an index can tie: the
+    tie is broken by phase (failed, running, succeeded), each attempt is numbered
+    (``kbatch.attempt``, from 1) and starts no earlier than the previous attempt ended."""
+    found: list[tuple[int, int, int, int, str, dict[str, str | int | bool], str | None]] = []
     for pod in pods:
         meta, status = pod.get("metadata") or {}, pod.get("status") or {}
         term = _terminated(pod)
@@ -189,7 +198,17 @@ def attempt_spans(
         if phase == "Failed":
             error = f"exit code {exit_code}" + (f" ({reason})" if reason else "")
         name = "kbatch.index" if index is None else f"kbatch.index {index}"
-        found.append(
-            (-1 if index is None else index, start, SpanRecord(name, start, end, "run", attributes, error))
-        )
-    return [record for _, _, record in sorted(found, key=lambda item: (item[0], item[1]))]
+        key = -1 if index is None else index
+        found.append((key, start, _PHASE_ORDER.get(phase, 1), end, name, attributes, error))
+    spans: list[SpanRecord] = []
+    previous: tuple[int, int, int] | None = None  # (index, attempt, end) of the span before
+    for key, start, _, end, name, attributes, error in sorted(found, key=lambda item: item[:4]):
+        attempt = 1
+        if previous is not None and previous[0] == key:
+            attempt = previous[1] + 1
+            start = max(start, previous[2])
+            end = max(start, end)
+        attributes["kbatch.attempt"] = attempt
+        spans.append(SpanRecord(name, start, end, "run", attributes, error))
+        previous = (key, attempt, end)
+    return spans

@@ -115,10 +115,13 @@ def test_the_task_trace_continues_into_the_job_and_its_pods(
     # one span per index attempt under the run: index 1 twice (exit code 3, then 0)
     attempts = [s for s in trace if s.parent_span_id == run.span_id]
     by_index: dict[int, list[Span]] = {}
-    for span in sorted(attempts, key=lambda s: s.start_ns):
+    for span in sorted(
+        attempts, key=lambda s: (s.attributes["kbatch.index"], s.attributes["kbatch.attempt"])
+    ):
         by_index.setdefault(span.attributes["kbatch.index"], []).append(span)
     assert sorted(by_index) == [0, 1, 2]
     assert [s.attributes["kbatch.exit_code"] for s in by_index[1]] == [3, 0]
+    assert by_index[1][0].end_ns <= by_index[1][1].start_ns
     assert by_index[1][0].error and "exit code 3" in by_index[1][0].status_message
     assert [len(by_index[0]), len(by_index[2])] == [1, 1]
     assert all(s.attributes["kbatch.exit_code"] == 0 and not s.error for s in by_index[0] + by_index[2])

@@ -137,6 +137,23 @@ def test_times_are_clamped_to_the_run_and_unfinished_pods_end_now() -> None:
     assert (span.start_ns, span.end_ns, span.error) == (base + S, base + 9 * S, None)
 
 
+def test_attempts_of_an_index_that_tie_to_the_second_keep_their_order() -> None:
+    # the failed pod and its replacement started and ended in the same second; the list from the
+    # API server comes in name order, which says nothing about time
+    base = 1767225600 * S
+    pods = [
+        pod("a-retry", 1, "2026-01-01T00:00:03Z", "2026-01-01T00:00:03Z", 0, "Succeeded"),
+        pod("b-first", 1, "2026-01-01T00:00:03Z", "2026-01-01T00:00:03Z", 3, "Failed"),
+        pod("c-other", 0, "2026-01-01T00:00:03Z", "2026-01-01T00:00:04Z", 0, "Succeeded"),
+    ]
+    spans = attempt_spans(pods, index_map=None, floor_ns=base, now_ns=base + 9 * S)
+    assert [(s.attributes["kbatch.index"], s.attributes["kbatch.attempt"], s.attributes["kbatch.pod"])
+            for s in spans] == [(0, 1, "c-other"), (1, 1, "b-first"), (1, 2, "a-retry")]  # fmt: skip
+    first, retry = spans[1], spans[2]
+    assert first.error == "exit code 3" and retry.error is None
+    assert first.end_ns <= retry.start_ns
+
+
 @pytest.fixture
 def exporter(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
     exporter = InMemorySpanExporter()
