@@ -8,8 +8,6 @@ import secrets
 import signal
 import sqlite3
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 from tests.conftest import wait_until
@@ -21,16 +19,9 @@ class DagsTest:
     def __init__(self, airflow_env: Any, dag_id: str, conf: dict[str, Any]) -> None:
         self.airflow_env, self.dag_id = airflow_env, dag_id
         self.path = airflow_env.home / f"dags-test-{dag_id}-{secrets.token_hex(3)}.log"
-        airflow = str(Path(sys.executable).parent / "airflow")
-        with self.path.open("w") as out:
-            self.proc = subprocess.Popen(
-                [airflow, "dags", "test", dag_id, "2026-01-01", "-c", json.dumps(conf)],
-                env={**airflow_env.env, "PYTHONUNBUFFERED": "1"},
-                cwd=airflow_env.home,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.proc = airflow_env.spawn(
+            "dags", "test", dag_id, "2026-01-01", "-c", json.dumps(conf), log=self.path
+        )
 
     def output(self) -> str:
         return self.path.read_text(errors="replace")

@@ -21,7 +21,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -79,17 +78,7 @@ class Background:
 
     def __init__(self, airflow_env: AirflowEnv, log: Path, *args: str) -> None:
         self.log = log
-        airflow = str(Path(sys.executable).parent / "airflow")
-        with log.open("w") as out:
-            self.proc = subprocess.Popen(
-                [airflow, *args],
-                env=airflow_env.env,
-                cwd=airflow_env.home,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.proc = airflow_env.spawn(*args, log=log)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

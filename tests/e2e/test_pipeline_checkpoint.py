@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from airflow_provider_kbatch.devcluster import faults
 from airflow_provider_kbatch.examples.checkpointed import work
 from airflow_provider_kbatch.pipeline import records as rules
 from tests.conftest import wait_until
+from tests.e2e.dagstest import DagsTest
 
 DAG_ID = "kbatch_example_checkpoint"
 ITEMS = 20
@@ -56,16 +55,8 @@ def _pods(devcluster: Any, namespace: str, index: int) -> list[Any]:
 
 def test_killed_index_resumes_from_its_checkpoint(airflow_env, devcluster, namespace):
     conf = {"namespace": namespace, "item_count": ITEMS, "item_seconds": ITEM_SECONDS}
-    airflow = str(Path(sys.executable).parent / "airflow")
     started = time.monotonic()
-    proc = subprocess.Popen(
-        [airflow, "dags", "test", DAG_ID, "2026-01-01", "-c", json.dumps(conf)],
-        env=airflow_env.env,
-        cwd=airflow_env.home,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    run = DagsTest(airflow_env, DAG_ID, conf)
     try:
         wait_until(
             lambda: len(_work_log(devcluster, namespace, 0)) >= KILL_AFTER,
@@ -79,14 +70,14 @@ def test_killed_index_resumes_from_its_checkpoint(airflow_env, devcluster, names
         )
         saved_at_kill = len(_work_log(devcluster, namespace, 0))
         log.warning("killed %s after %d items: %s", victim.metadata.name, saved_at_kill, reply)
-        output, _ = proc.communicate(timeout=600)
+        code = run.finish(timeout=600)
     except BaseException:
-        if proc.poll() is None:
-            proc.kill()
-        log.error("airflow dags test output:\n%s", proc.communicate()[0][-8000:])
+        run.kill()
+        log.error("airflow dags test output:\n%s", run.output()[-8000:])
         raise
     wall = time.monotonic() - started
-    assert proc.returncode == 0, output[-8000:]
+    output = run.output()
+    assert code == 0, output[-8000:]
     # one Airflow try: the retry was the Job controller's, inside Kubernetes
     assert airflow_env.task_states(DAG_ID)[("crunch", -1)] == ("success", 1)
 

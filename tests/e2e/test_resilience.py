@@ -4,12 +4,12 @@ the Job's real outcome -- no second Job, no lost result."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import pytest
 
 from tests.conftest import wait_until
+from tests.e2e.dagstest import DagsTest
 
 SELECTOR = "app.kubernetes.io/managed-by=airflow-provider-kbatch"
 
@@ -17,14 +17,7 @@ SELECTOR = "app.kubernetes.io/managed-by=airflow-provider-kbatch"
 @pytest.mark.parametrize("mode", ["deferred", "sync"])
 def test_wait_survives_an_api_server_restart(airflow_env, devcluster, namespace, mode):
     dag_id = f"kbatch_test_resilience_{mode}"
-    proc = subprocess.Popen(
-        [*airflow_env.command("dags", "test", dag_id, "-c", f'{{"namespace": "{namespace}", "sleep": 10}}')],
-        env=airflow_env.env,
-        cwd=airflow_env.home,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    run = DagsTest(airflow_env, dag_id, {"namespace": namespace, "sleep": 10})
     try:
         batch, core = devcluster.batch(), devcluster.core()
         wait_until(
@@ -35,11 +28,10 @@ def test_wait_survives_an_api_server_restart(airflow_env, devcluster, namespace,
         started = time.monotonic()
         devcluster.cluster.restart_apiserver()
         restart_seconds = time.monotonic() - started
-        output, _ = proc.communicate(timeout=300)
+        code = run.finish(timeout=300)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, output[-6000:]
+        run.kill()
+    assert code == 0, run.output()[-6000:]
     assert restart_seconds > 0.5, "the API server did not really go away"
     jobs = batch.list_namespaced_job(namespace, label_selector=SELECTOR).items
     assert len(jobs) == 1, [j.metadata.name for j in jobs]
