@@ -30,8 +30,8 @@ from typing import Any, Protocol
 from airflow_provider_kbatch.engine.podpages import apages, slim_pod
 from airflow_provider_kbatch.errors import NotFound, PodLogNotReady
 from airflow_provider_kbatch.spec.intervals import IndexSet
-from airflow_provider_kbatch.spec.names import CONTROLLER_UID_LABEL
-from airflow_provider_kbatch.status import logical_index
+from airflow_provider_kbatch.spec.names import CONTROLLER_UID_LABEL, JOB_COMPLETION_INDEX_KEY
+from airflow_provider_kbatch.status import logical_index, pod_index
 
 
 class Log(Protocol):
@@ -126,11 +126,24 @@ async def _candidates(
             todo = [c for c in containers_of(pod) if (name, c) not in done]
             if todo and _never_started(pod):
                 outcome.unreadable[name] = "it never started"
-                if len(outcome.unreadable) <= MAX_NAMED:
-                    known[name] = slim_pod(pod)
+                known[name] = _index_stub(pod)  # to name the lowest indexes, not the whole pod
             elif todo:
                 _keep(kept, _Candidate(_order(pod, index_map), slim_pod(pod), todo), limits, outcome)
     return names, kept
+
+
+def _index_stub(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """What ordering and naming an unreadable pod needs: its name, creation and completion index."""
+    meta = pod.get("metadata") or {}
+    index = pod_index(pod)
+    labels = {JOB_COMPLETION_INDEX_KEY: str(index)} if index is not None else {}
+    return {
+        "metadata": {
+            "name": meta.get("name"),
+            "creationTimestamp": meta.get("creationTimestamp"),
+            "labels": labels,
+        }
+    }
 
 
 def containers_of(pod: Mapping[str, Any]) -> list[str]:
