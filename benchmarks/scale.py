@@ -330,9 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep and args.cluster_dir is None:
             cluster.down()
-    report(figures)
     if args.json:
         sys.stdout.write(json.dumps(figures) + "\n")
+    report(figures)
     ok = code == 0 and figures["results_wrong"] == 0 and len(figures["operator_jobs"]) == 2
     return 0 if ok else 1
 
@@ -348,10 +348,15 @@ def report(f: dict[str, Any]) -> None:
             f"  try {n}: job {name}: created to last progress {t['seconds']} s: {t.get('last_line', '')}"
         )
     for job in f["jobs"]:
-        per = job["seconds"] / job["completions"] * 1000 if job["seconds"] and job["completions"] else 0
+        seconds = job["seconds"]
+        took = (
+            f"{seconds:.0f} s ({seconds / job['completions'] * 1000:.1f} ms per index)"
+            if seconds
+            else "not finished"
+        )
         lines.append(
-            f"  job {job['name']} (still there): {job['completions']:,} indexes, {job['succeeded']:,} succeeded, "
-            f"{job['failed']} failed, {job['seconds']:.0f} s ({per:.1f} ms per index)"
+            f"  job {job['name']} (still there): {job['completions']:,} indexes, {job['succeeded'] or 0:,} succeeded, "
+            f"{job['failed'] or 0} failed, {took}"
         )
     lines += [
         f"  ledger: {f['ledger_bytes']:,} bytes; results: {f['results_config_maps']} ConfigMaps, "
