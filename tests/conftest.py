@@ -1,7 +1,8 @@
 """Shared fixtures: the real development cluster for integration and end-to-end tests.
 
-``devcluster`` (session scope) starts a fresh control plane and process node in a temporary
-directory and stops it at the end. Set ``KBATCH_TEST_CLUSTER_DIR`` to reuse a cluster that is
+``devcluster`` (session scope) starts a fresh control plane and process node (two process nodes
+and one simulated node, ``devcluster/processnode/simulated.py``) in a temporary directory and
+stops it at the end. Set ``KBATCH_TEST_CLUSTER_DIR`` to reuse a cluster that is
 already running (``python -m airflow_provider_kbatch.devcluster --state-dir DIR up``) -- handy
 while iterating.
 
@@ -22,6 +23,8 @@ from typing import Any
 import pytest
 
 REQUIRE = os.environ.get("KBATCH_REQUIRE_INTEGRATION") == "1"
+# the controller-manager's and scheduler's client QPS in the session cluster (defaults 20 and 50)
+SESSION_CLIENT_QPS = 200
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -120,12 +123,21 @@ def devcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterHand
         cluster = DevCluster(Path(reuse))
         if not cluster.status()["ready"]:
             cluster.fast_job_backoff = "200ms"
+            cluster.simulated_nodes, cluster.client_qps = 1, SESSION_CLIENT_QPS
             cluster.up()
         handle = ClusterHandle(cluster)
         _set_conn_env(cluster)
         yield handle
         return
-    cluster = DevCluster(tmp_path_factory.mktemp("devcluster"), nodes=2, fast_job_backoff="200ms")
+    # one simulated node (scale mode: pods that ask for it complete without a process; the others
+    # never land there) and client rates the simulated pods' throughput needs
+    cluster = DevCluster(
+        tmp_path_factory.mktemp("devcluster"),
+        nodes=2,
+        fast_job_backoff="200ms",
+        simulated_nodes=1,
+        client_qps=SESSION_CLIENT_QPS,
+    )
     try:
         cluster.up(wait_seconds=180)
     except Exception:

@@ -42,6 +42,20 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also run Kueue (built from the Go module proxy) with its CRDs and webhooks; kept by later ups",
     )
+    up.add_argument(
+        "--simulated-nodes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="scale mode: also register N simulated nodes (label and taint kbatch.io/simulated-node=true) "
+        "whose pods complete without a process, as the kbatch.io/simulate annotation says; kept by later ups",
+    )
+    up.add_argument(
+        "--client-qps",
+        type=int,
+        metavar="QPS",
+        help="scale mode: the controller-manager's and the scheduler's client QPS (defaults 20 and 50), e.g. 500",
+    )
     up.add_argument("--timeout", type=float, default=180, help="seconds to wait for readiness")
     down = sub.add_parser("down", help="stop everything the cluster started")
     down.add_argument("--keep-data", action="store_true", help="keep etcd data and volumes for the next up")
@@ -190,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             cluster.nodes = args.nodes
             cluster.fast_job_backoff = args.fast_job_backoff
             cluster.kueue = args.kueue
+            cluster.simulated_nodes = args.simulated_nodes
+            cluster.client_qps = args.client_qps
             started = time.monotonic()
             cluster.up(wait_seconds=args.timeout)
             sys.stdout.write(

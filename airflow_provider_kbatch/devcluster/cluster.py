@@ -33,11 +33,14 @@ from airflow_provider_kbatch.devcluster.components import (
     DEVCLUSTER_ID_ENV,
     admin_kubeconfig,
     component_command,
+    scheduler_config,
 )
 from airflow_provider_kbatch.devcluster.pki import ensure_pki
 from airflow_provider_kbatch.devcluster.ports import free_ports
 
 log = logging.getLogger(__name__)
+
+SIMULATED_NODE_PREFIX = "kbatch-sim-"
 
 # Kept here for the harness's users (benchmarks/run.py imports COMPONENTS from this module).
 __all__ = ["COMPONENTS", "STORAGE_CLASS", "DevCluster", "DevClusterError", "default_state_dir"]
@@ -74,6 +77,10 @@ class DevCluster:
     node_cpu: str = "8"
     node_memory: str = "16Gi"
     kueue: bool = False  # also run Kueue (its CRDs, webhooks and controller manager): see kueue.py
+    # scale mode: simulated nodes (pods complete without a process: processnode/simulated.py) and
+    # the controller-manager's and scheduler's client QPS raised (defaults 20 and 50)
+    simulated_nodes: int = 0
+    client_qps: int | None = None
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir).resolve()
@@ -163,6 +170,10 @@ class DevCluster:
         state["version"] = kubernetes_version()
         state["nodes"] = [f"kbatch-node-{i}" for i in range(self.nodes)]
         state["fast_job_backoff"] = self.fast_job_backoff
+        # kept by a later `up` that does not ask for them, like Kueue
+        self.simulated_nodes = self.simulated_nodes or len(state.get("simulated_nodes") or ())
+        state["simulated_nodes"] = [f"{SIMULATED_NODE_PREFIX}{i}" for i in range(self.simulated_nodes)]
+        state["client_qps"] = self.client_qps = self.client_qps or state.get("client_qps")
         state["kueue"] = self.kueue = self.kueue or bool(state.get("kueue"))  # kept by a later `up`
         ports = (
             "etcd",
@@ -288,6 +299,9 @@ class DevCluster:
         kubeconfig = admin_kubeconfig(server, pki["ca_cert"].read_bytes(), state["token"])
         self.kubeconfig.write_text(json.dumps(kubeconfig, indent=2))
         self.kubeconfig.chmod(0o600)
+        if state.get("client_qps"):
+            config = scheduler_config(self.kubeconfig, int(state["client_qps"]))
+            (self.state_dir / "scheduler-config.json").write_text(json.dumps(config, indent=2))
 
     def _command(self, component: str) -> tuple[list[str], dict[str, str]]:
         if component not in self._components():
@@ -390,7 +404,8 @@ class DevCluster:
                 for c in n.get("status", {}).get("conditions", [])
             )
         }
-        if not set(self._load()["nodes"]) <= ready:
+        state = self._load()
+        if not set(state["nodes"]) | set(state.get("simulated_nodes") or ()) <= ready:
             return False
         return self._get("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200
 

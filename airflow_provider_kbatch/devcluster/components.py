@@ -90,13 +90,13 @@ def component_command(
             "--leader-elect=false", f"--controllers={','.join(CONTROLLERS)}",
             f"--service-account-private-key-file={pki / 'sa.key'}", f"--root-ca-file={pki / 'ca.crt'}",
             "--bind-address=127.0.0.1", f"--secure-port={ports['kube-controller-manager']}",
-            "--profiling=false", "--v=1",
+            "--profiling=false", "--v=1", *_controller_scale_flags(state),
         ], env  # fmt: skip
     if component == "kube-scheduler":
         return [
             binary, "kube-scheduler", f"--kubeconfig={kubeconfig}", "--leader-elect=false",
             "--bind-address=127.0.0.1", f"--secure-port={ports['kube-scheduler']}",
-            "--profiling=false", "--v=1",
+            "--profiling=false", "--v=1", *_scheduler_scale_flags(state, d),
         ], env  # fmt: skip
     if component == "node":
         env[DEVCLUSTER_ID_ENV] = state["id"]
@@ -109,12 +109,43 @@ def component_command(
             cmd.append("--restart-backoff=1")  # OnFailure container restarts, like the Job backoff
         for name in state["nodes"]:
             cmd.append(f"--node-name={name}")
+        for name in state.get("simulated_nodes") or ():
+            cmd.append(f"--simulated-node={name}")
         return cmd, env
     if component == "kueue":  # optional (`up --kueue`): Kueue's manager, configured by kueue.py
         env["KUBECONFIG"] = str(kubeconfig)
         config = d / "kueue" / "config.yaml"
         return [state["kueue_bin"], f"--config={config}", "--zap-log-level=2", "--zap-devel=false"], env
     raise ValueError(f"unknown component {component!r}; known: {', '.join(COMPONENTS)}, kueue")
+
+
+def _controller_scale_flags(state: Mapping[str, Any]) -> list[str]:
+    """Scale mode (``client_qps``): the controller-manager's client rate (default 20 QPS, burst
+    30) and the Job controller's workers (default 5) raised, so pod creation and finalizer removal
+    keep up with simulated nodes."""
+    qps = state.get("client_qps")
+    if not qps:
+        return []
+    return [f"--kube-api-qps={qps}", f"--kube-api-burst={2 * int(qps)}", "--concurrent-job-syncs=20"]
+
+
+def _scheduler_scale_flags(state: Mapping[str, Any], state_dir: Path) -> list[str]:
+    """Scale mode: a ``KubeSchedulerConfiguration`` whose ``clientConnection`` raises the
+    scheduler's rate (default 50 QPS, burst 100: binding is one request per pod)."""
+    qps = state.get("client_qps")
+    if not qps:
+        return []
+    return [f"--config={state_dir / 'scheduler-config.json'}"]
+
+
+def scheduler_config(kubeconfig: Path, qps: int) -> dict[str, Any]:
+    """The scheduler's configuration in scale mode (written by ``DevCluster`` before it starts)."""
+    return {
+        "apiVersion": "kubescheduler.config.k8s.io/v1",
+        "kind": "KubeSchedulerConfiguration",
+        "clientConnection": {"kubeconfig": str(kubeconfig), "qps": float(qps), "burst": 2 * int(qps)},
+        "leaderElection": {"leaderElect": False},
+    }
 
 
 def admin_kubeconfig(server: str, ca_cert: bytes, token: str) -> dict[str, Any]:

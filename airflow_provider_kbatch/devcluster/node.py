@@ -1,7 +1,11 @@
 """The process node: stands in for the kubelet on a machine without a container runtime.
 
 ``python -m airflow_provider_kbatch.devcluster.node --kubeconfig K --state-dir D
---node-name kbatch-node-0 [--node-name ...] --kubelet-port P [--cpu 8 --memory 16Gi --pods 110]``
+--node-name kbatch-node-0 [--node-name ...] --kubelet-port P [--cpu 8 --memory 16Gi --pods 110]
+[--simulated-node kbatch-sim-0 ...]``
+
+``--simulated-node`` also registers simulated Nodes (scale mode, ``processnode.simulated``): pods
+bound to them end as their ``kbatch.io/simulate`` annotation says, without a process.
 
 Registers each Node (capacity, ``Ready``, InternalIP 127.0.0.1, the kubelet port) and renews its
 Lease in ``kube-node-lease`` (``processnode.nodeapi``); watches the pods bound to its nodes and runs every container as a
@@ -62,6 +66,7 @@ from airflow_provider_kbatch.devcluster.processnode.server import (
     KubeletServer,
     ensure_serving_cert,
 )
+from airflow_provider_kbatch.devcluster.processnode.simulated import SimulatedNodes
 
 # Re-exported: the Node object and the container environment lived here before processnode.host.
 __all__ = ["ProcessNode", "base_env", "host_tools", "main", "micro_time", "node_object", "service_env"]
@@ -102,6 +107,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--working-dir", default="/", help="working directory of containers without workingDir"
     )
     parser.add_argument("--max-parallel-starts", type=int, default=8)
+    parser.add_argument(
+        "--simulated-node",
+        action="append",
+        default=[],
+        help="also register a simulated node (pods complete without a process: processnode.simulated)",
+    )
+    parser.add_argument(
+        "--simulated-writes", type=int, default=32, help="concurrent pod status writes of the simulated nodes"
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -120,12 +134,16 @@ class ProcessNode:
         self.workers: dict[str, PodWorker] = {}
         self.by_name: dict[tuple[str, str], str] = {}
         self.nodes: list[NodeApi] = []
+        self.simulated_nodes: SimulatedNodes | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ registry (servers)
     def find(self, namespace: str, name: str) -> PodWorker | None:
         uid = self.by_name.get((namespace, name))
         return self.workers.get(uid) if uid else None
+
+    def simulated(self, namespace: str, name: str) -> bool:
+        return self.simulated_nodes is not None and (namespace, name) in self.simulated_nodes.names
 
     def running(self) -> list[dict[str, Any]]:
         return [
@@ -163,7 +181,7 @@ class ProcessNode:
             log.warning(
                 "not running as root: containers run in a user namespace as this user; runAsUser is ignored"
             )
-        cert = ensure_serving_cert(self.state_dir / "kubelet", self.names)
+        cert = ensure_serving_cert(self.state_dir / "kubelet", self.names + list(self.args.simulated_node))
         kubelet = KubeletServer(self, self.state_dir / "pods", self.args.kubelet_port, cert)
         control = ControlServer(self, self.state_dir / SOCKET_NAME)
         await kubelet.start()
@@ -180,6 +198,19 @@ class ProcessNode:
             self._spawn(node.heartbeat())
             informer = Informer(self.client, "/api/v1/pods", {"fieldSelector": f"spec.nodeName={node.name}"})
             self._spawn(informer.run(self._pod_event))
+        if self.args.simulated_node:
+            sim_client = await KubeClient.from_kubeconfig(self.args.kubeconfig)
+            self.simulated_nodes = SimulatedNodes(
+                sim_client,
+                list(dict.fromkeys(self.args.simulated_node)),
+                port,
+                version,
+                writes=self.args.simulated_writes,
+            )
+            await self.simulated_nodes.register()
+            for coro in self.simulated_nodes.informers():
+                self._spawn(coro)
+            log.info("simulated nodes %s ready", ", ".join(self.args.simulated_node))
         self._write_info()
         log.info("nodes %s ready (kubelet port %d)", ", ".join(self.names), self.args.kubelet_port)
         await stop.wait()
@@ -250,6 +281,9 @@ class ProcessNode:
             with contextlib.suppress(ApiError, asyncio.TimeoutError):
                 await asyncio.wait_for(node.post_status(ready=False), timeout=3)
                 await asyncio.wait_for(node.set_not_ready_taint(present=True), timeout=3)
+        if self.simulated_nodes is not None:
+            await self.simulated_nodes.stop()
+            await self.simulated_nodes.client.close()
         await control.stop()
         await kubelet.stop()
         for task in list(self._tasks):

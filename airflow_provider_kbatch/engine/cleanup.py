@@ -25,6 +25,7 @@ from typing import Any
 
 from airflow_provider_kbatch.engine import storage
 from airflow_provider_kbatch.engine.podlogs import Log, owned_by
+from airflow_provider_kbatch.engine.podpages import pages
 from airflow_provider_kbatch.errors import KbatchError
 from airflow_provider_kbatch.pipeline import workspace as ws
 from airflow_provider_kbatch.spec import names
@@ -127,13 +128,18 @@ def free_workspace(
         )
     finished = [j for j in jobs if job_outcome(j).finished]
     uids = {(j.get("metadata") or {}).get("uid") for j in finished}
-    pods = [p for p in hook.list_pods(namespace, selector) if any(owned_by(p, uid) for uid in uids if uid)]
+    pods = sum(  # counted a page at a time (engine/podpages.py), never held
+        1
+        for page in pages(hook, namespace, selector)
+        for p in page
+        if any(owned_by(p, uid) for uid in uids if uid)
+    )
     for job in finished:
         hook.delete_job(namespace, _name(job), propagation="Foreground")
     report = CleanupReport(
         claim=None,
         jobs=tuple(_name(j) for j in finished),
-        pods=len(pods),
+        pods=pods,
         kept=tuple(_name(j) for j in running),
     )
     if finished:
@@ -141,7 +147,7 @@ def free_workspace(
             "deleted %d finished job(s) of run %s and their %d pod(s): %s",
             len(finished),
             run_id,
-            len(pods),
+            pods,
             ", ".join(report.jobs),
         )
     if report.kept:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from airflow_provider_kbatch.engine import ledger
+from airflow_provider_kbatch.engine import ledger, podpages
 from airflow_provider_kbatch.engine import results as stored_results
 from airflow_provider_kbatch.engine.submission import job_generation, job_index_map
 from airflow_provider_kbatch.engine.waiter import Log
@@ -65,15 +65,34 @@ def _failure_logs(hook: Any, namespace: str, failures: list[Any], log: Log) -> d
     return logs
 
 
-def _gather_results(pods: list[dict[str, Any]], index_map: IndexSet) -> tuple[dict[int, dict[str, Any]], Any]:
-    """Per logical index results of this attempt's pods, and the output summary if one pod sent it."""
+def _gather_pods(
+    hook: Any, namespace: str, uid: str, index_map: IndexSet
+) -> tuple[dict[int, dict[str, Any]], Any, list[dict[str, Any]]]:
+    """Read the attempt's pods a page at a time (:mod:`~airflow_provider_kbatch.engine.podpages`):
+    per logical index the result of its last created Succeeded pod, the output summary if one pod
+    sent it, and the failed pods (slimmed) for the failure message. No list of every pod is held."""
     results: dict[int, dict[str, Any]] = {}
+    created: dict[int, tuple[str, str]] = {}
     summary = None
-    for local, value in pod_results(pods).items():
-        user, found = split_output_summary(value)
-        summary = summary or found
-        results[index_map.nth(local) if local < len(index_map) else local] = user
-    return results, summary
+    failed: list[dict[str, Any]] = []
+    for page in podpages.pages(hook, namespace, f"{CONTROLLER_UID_LABEL}={uid}"):
+        for pod in page:
+            phase = (pod.get("status") or {}).get("phase")
+            if phase == "Failed":
+                failed.append(podpages.slim_pod(pod))
+                continue
+            if phase != "Succeeded":
+                continue
+            meta = pod.get("metadata") or {}
+            order = (str(meta.get("creationTimestamp") or ""), str(meta.get("name") or ""))
+            for local, value in pod_results([pod]).items():
+                if local in created and created[local] > order:
+                    continue  # an index's last created pod wins, as pod_results decides
+                created[local] = order
+                user, found = split_output_summary(value)
+                summary = summary or found
+                results[index_map.nth(local) if local < len(index_map) else local] = user
+    return results, summary, failed
 
 
 def finish_stage(
@@ -96,13 +115,12 @@ def finish_stage(
         ), None
     outcome = job_outcome(job)
     meta = job["metadata"]
-    pods = hook.list_pods(namespace, f"{CONTROLLER_UID_LABEL}={meta['uid']}")
     index_map = job_index_map(job)
     completed = map_local(outcome.completed, index_map)
     failed = map_local(outcome.failed, index_map)
     if outcome.succeeded and not outcome.indexed:
         completed = index_map  # NonIndexed Job: no completedIndexes; Complete means every index ran
-    results, summary = _gather_results(pods, index_map)
+    results, summary, failed_pods = _gather_pods(hook, namespace, meta["uid"], index_map)
     output = None
     if summary is not None and output_name:
         output = {
@@ -135,7 +153,7 @@ def finish_stage(
         return result, None
     failures = [
         replace(f, index=index_map.nth(f.index)) if f.index is not None and f.index < len(index_map) else f
-        for f in pod_failures(pods)
+        for f in pod_failures(failed_pods)
     ]
     message = describe_failure(outcome, failures, _failure_logs(hook, namespace, failures, log))
     header = f"job {namespace}/{meta['name']} failed"

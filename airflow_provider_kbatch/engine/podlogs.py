@@ -11,20 +11,27 @@ live stream delivered a line of: the last :attr:`LogBudget.tail_lines` lines or
 :attr:`LogBudget.seconds`. Logs already streamed are not repeated; a pod whose log cannot be read
 any more (deleted, never started) is named once.
 
-No Kubernetes client here: the hook's ``list_pods`` and ``read_pod_log`` do the I/O.
+The pods are listed a page at a time (:func:`~airflow_provider_kbatch.engine.podpages.apages`)
+and at most :attr:`LogBudget.max_pods` of them (the lowest indexes) are kept to read; at most
+``MAX_NAMED`` unreadable pods are named, the rest counted (a Job of 100,000 indexes).
+
+No Kubernetes client here: the hook's ``pod_pages`` (or ``list_pods``) and ``read_pod_log`` do
+the I/O.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from airflow_provider_kbatch.engine.podpages import apages, slim_pod
 from airflow_provider_kbatch.errors import NotFound, PodLogNotReady
 from airflow_provider_kbatch.spec.intervals import IndexSet
-from airflow_provider_kbatch.spec.names import CONTROLLER_UID_LABEL
-from airflow_provider_kbatch.status import logical_index
+from airflow_provider_kbatch.spec.names import CONTROLLER_UID_LABEL, JOB_COMPLETION_INDEX_KEY
+from airflow_provider_kbatch.status import logical_index, pod_index
 
 
 class Log(Protocol):
@@ -33,6 +40,9 @@ class Log(Protocol):
     def info(self, *args: Any, **kwargs: Any) -> Any: ...
     def warning(self, *args: Any, **kwargs: Any) -> Any: ...
     def debug(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+MAX_NAMED = 20  # unreadable pods named one by one in the task log; the others are counted
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,7 @@ class LogBudget:
     total_bytes: int = 2 * 1024 * 1024
     seconds: float = 30.0
     concurrency: int = 8
+    max_pods: int = 1000  # pods read at most (the lowest indexes); the others count as over budget
 
 
 @dataclass
@@ -55,6 +66,84 @@ class FinalRead:
     unreadable: dict[str, str] = field(default_factory=dict)  # pod -> why, named once
     over_budget: list[tuple[str, str]] = field(default_factory=list)
     foreign: list[str] = field(default_factory=list)  # matched the selector, not owned by the Job
+
+
+@dataclass(order=True)
+class _Candidate:
+    """A pod whose log the final read may read, ordered by (index, creation, name)."""
+
+    order: tuple[int, str, str]
+    pod: dict[str, Any] = field(compare=False)
+    containers: list[str] = field(compare=False)
+
+    def __neg__(self) -> _Last:
+        return _Last(self)
+
+
+@dataclass
+class _Last:
+    """A heap entry that puts the largest candidate first (the one dropped when over max_pods)."""
+
+    candidate: _Candidate
+
+    def __lt__(self, other: _Last) -> bool:
+        return other.candidate < self.candidate
+
+
+def _keep(heap: list[Any], candidate: _Candidate, limits: LogBudget, outcome: FinalRead) -> None:
+    """Keep the ``max_pods`` lowest candidates; the dropped ones' logs count as over budget."""
+    dropped: _Candidate | None = candidate
+    if len(heap) < limits.max_pods:
+        heapq.heappush(heap, -candidate)
+        dropped = None
+    elif heap[0].candidate > candidate:
+        dropped = heapq.heapreplace(heap, -candidate).candidate
+    if dropped is not None:
+        outcome.over_budget.extend((dropped.pod["metadata"]["name"], c) for c in dropped.containers)
+
+
+async def _candidates(
+    hook: Any,
+    namespace: str,
+    job_uid: str,
+    done: set[tuple[str, str]],
+    index_map: IndexSet | None,
+    limits: LogBudget,
+    outcome: FinalRead,
+    known: dict[str, Mapping[str, Any]],
+) -> tuple[set[str], list[Any]]:
+    """List the Job's pods a page at a time: the names of its own pods, and the heap of the
+    ``max_pods`` lowest ones with logs to read (never started ones go to ``outcome.unreadable``)."""
+    names: set[str] = set()
+    kept: list[Any] = []
+    async for page in apages(hook, namespace, f"{CONTROLLER_UID_LABEL}={job_uid}"):
+        for pod in page:
+            name = pod["metadata"]["name"]
+            if not owned_by(pod, job_uid):
+                outcome.foreign.append(name)
+                continue
+            names.add(name)
+            todo = [c for c in containers_of(pod) if (name, c) not in done]
+            if todo and _never_started(pod):
+                outcome.unreadable[name] = "it never started"
+                known[name] = _index_stub(pod)  # to name the lowest indexes, not the whole pod
+            elif todo:
+                _keep(kept, _Candidate(_order(pod, index_map), slim_pod(pod), todo), limits, outcome)
+    return names, kept
+
+
+def _index_stub(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """What ordering and naming an unreadable pod needs: its name, creation and completion index."""
+    meta = pod.get("metadata") or {}
+    index = pod_index(pod)
+    labels = {JOB_COMPLETION_INDEX_KEY: str(index)} if index is not None else {}
+    return {
+        "metadata": {
+            "name": meta.get("name"),
+            "creationTimestamp": meta.get("creationTimestamp"),
+            "labels": labels,
+        }
+    }
 
 
 def containers_of(pod: Mapping[str, Any]) -> list[str]:
@@ -120,31 +209,26 @@ async def read_unstreamed(
     limits = budget or LogBudget()
     done = set(streamed)
     outcome = FinalRead()
+    known: dict[str, Mapping[str, Any]] = dict(seen)
     try:
-        listed = await hook.list_pods(namespace, f"{CONTROLLER_UID_LABEL}={job_uid}")
+        names, kept = await _candidates(hook, namespace, job_uid, done, index_map, limits, outcome, known)
     except asyncio.CancelledError:
         raise
     except Exception as err:  # logs are best effort: the outcome is what matters
         log.warning("job %s: could not list its pods to read their logs: %s", job_name, err)
         return outcome
-    pods = [p for p in listed if owned_by(p, job_uid)]
-    outcome.foreign = [p["metadata"]["name"] for p in listed if not owned_by(p, job_uid)]
     if outcome.foreign:
-        log.debug("job %s: pods %s carry its selector but another owner", job_name, outcome.foreign)
-    names = {p["metadata"]["name"] for p in pods}
+        log.debug(
+            "job %s: pods %s carry its selector but another owner", job_name, outcome.foreign[:MAX_NAMED]
+        )
     for name, pod in seen.items():
         if name not in names and any((name, c) not in done for c in containers_of(pod)):
             outcome.unreadable[name] = "the pod was deleted"
     wanted: list[tuple[dict[str, Any], str]] = []
-    for pod in sorted(pods, key=lambda p: _order(p, index_map)):
-        name = pod["metadata"]["name"]
-        todo = [c for c in containers_of(pod) if (name, c) not in done]
-        if todo and _never_started(pod):
-            outcome.unreadable[name] = "it never started"
-        elif todo:
-            wanted.extend((pod, c) for c in todo)
+    for candidate in sorted(entry.candidate for entry in kept):
+        known[candidate.pod["metadata"]["name"]] = candidate.pod
+        wanted.extend((candidate.pod, c) for c in candidate.containers)
     texts = await _read_all(hook, namespace, wanted, limits, outcome)
-    known = {**seen, **{p["metadata"]["name"]: p for p in pods}}
     _emit(job_name, job_uid, namespace, wanted, texts, index_map, limits, outcome, log, known)
     return outcome
 
@@ -241,12 +325,15 @@ def _emit(
             outcome.lines,
             len(outcome.read),
         )
-    for name, why in sorted(
+    unreadable = sorted(
         outcome.unreadable.items(), key=lambda item: _order(known.get(item[0], {}), index_map)
-    ):
+    )
+    for name, why in unreadable[:MAX_NAMED]:
         index = logical_index(known.get(name, {}), index_map)
         where = f" (index {index})" if index is not None else ""
         log.warning("job %s: the log of pod %s%s cannot be read: %s", job_name, name, where, why)
+    if len(unreadable) > MAX_NAMED:
+        log.warning("job %s: the logs of %d more pods cannot be read", job_name, len(unreadable) - MAX_NAMED)
     if outcome.over_budget:
         log.warning(
             "job %s: %d more container logs not read (%d KiB read after the job finished is the limit); "

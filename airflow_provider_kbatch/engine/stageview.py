@@ -13,6 +13,7 @@ from typing import Any
 
 from airflow_provider_kbatch.engine import ledger
 from airflow_provider_kbatch.engine.indexgrid import IndexGrid, build_grid
+from airflow_provider_kbatch.engine.podpages import pages, slim_pod
 from airflow_provider_kbatch.errors import KbatchError
 from airflow_provider_kbatch.pipeline import ledger_names
 from airflow_provider_kbatch.pipeline.ledger_schema import StageRecord
@@ -58,7 +59,8 @@ def read_stage_view(
     job = _latest_job(
         jobs, job_name or (record.latest_attempt.job if record and record.latest_attempt else None)
     )
-    pods = hook.list_pods(namespace, selector) if jobs else None
+    # a page at a time, slimmed: a 100,000-index stage's pods are not held whole (engine/podpages.py)
+    pods = [slim_pod(p) for page in pages(hook, namespace, selector) for p in page] if jobs else None
     grid = build_grid(
         completions,
         record=record,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import weakref
@@ -32,10 +33,14 @@ from airflow_provider_kbatch.engine.podlogs import (
     log_label,
     read_unstreamed,
 )
+from airflow_provider_kbatch.engine.podpages import slim_pod
 from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.spec.names import CONTROLLER_UID_LABEL
 from airflow_provider_kbatch.spec.times import time_or_none
 from airflow_provider_kbatch.status import JobOutcome, job_outcome, logical_index, progress_line
+
+# live log streams that may wait for a slot, as a multiple of max_log_streams (see observe_pod)
+STREAM_BACKLOG = 4
 
 __all__ = ["Log", "WaitResult", "WaitSettings", "suspended_seconds", "wait_for_job"]
 
@@ -157,8 +162,11 @@ class _Watch:
         self.queued_total = 0.0
         self.signals: list[str] = []
         self.pods: dict[str, dict[str, Any]] = {}
-        self.seen: dict[str, dict[str, Any]] = {}  # every pod the watch reported, deleted ones too
-        self.streams: dict[str, asyncio.Task[None]] = {}
+        # every pod the watch reported (slimmed), deleted ones too, but Succeeded ones (observe_pod)
+        self.seen: dict[str, dict[str, Any]] = {}
+        self.streams: dict[str, asyncio.Task[None]] = {}  # the live (and waiting) streams
+        self.stream_started: set[str] = set()  # pods a stream was started for
+        self.succeeded_seen = 0
         self.streamed: set[tuple[str, str]] = set()  # (pod, container) a live stream delivered lines of
         self.final_read: FinalRead | None = None
         self.stream_slots = asyncio.Semaphore(max(1, settings.max_log_streams))
@@ -282,19 +290,41 @@ class _Watch:
         if not uid:
             return
         async for kind, pod in self.hook.watch_pods(self.namespace, f"{CONTROLLER_UID_LABEL}={uid}"):
-            pod_name = pod.get("metadata", {}).get("name", "")
-            self.seen[pod_name] = pod
-            if kind == "DELETED":
-                self.pods.pop(pod_name, None)
-                continue
-            self.pods[pod_name] = pod
-            phase = pod.get("status", {}).get("phase")
-            if (
-                self.settings.stream_logs
-                and phase in ("Running", "Succeeded", "Failed")
-                and pod_name not in self.streams
-            ):
-                self.streams[pod_name] = asyncio.create_task(self.stream(pod))
+            self.observe_pod(kind, pod)
+
+    def observe_pod(self, kind: str, pod: dict[str, Any]) -> None:
+        """Keep what the progress lines and the final log read need of a pod event.
+
+        At 100,000 indexes the wait must not hold every pod: pods are kept slimmed
+        (:func:`~airflow_provider_kbatch.engine.podpages.slim_pod`), a Succeeded pod is dropped
+        (progress needs the pending, live and failed ones; the final read lists the Job's pods
+        again), and at most ``STREAM_BACKLOG`` times ``max_log_streams`` streams wait for a slot:
+        the logs of pods beyond that are read after the Job finished, within its budget."""
+        pod_name = pod.get("metadata", {}).get("name", "")
+        phase = pod.get("status", {}).get("phase")
+        if kind == "DELETED" or phase == "Succeeded":
+            self.pods.pop(pod_name, None)
+        if phase == "Succeeded" and kind != "DELETED":
+            self.seen.pop(pod_name, None)
+            self.succeeded_seen += 1
+        else:
+            self.seen[pod_name] = slim = slim_pod(pod)
+            if kind != "DELETED":
+                self.pods[pod_name] = slim
+        if (
+            kind != "DELETED"
+            and self.settings.stream_logs
+            and phase in ("Running", "Succeeded", "Failed")
+            and pod_name not in self.stream_started
+            and len(self.streams) < STREAM_BACKLOG * max(1, self.settings.max_log_streams)
+        ):
+            self.stream_started.add(pod_name)
+            task = asyncio.create_task(self.stream(slim_pod(pod)))
+            self.streams[pod_name] = task
+            task.add_done_callback(functools.partial(self._stream_done, pod_name))
+
+    def _stream_done(self, pod_name: str, _task: asyncio.Task[None]) -> None:
+        self.streams.pop(pod_name, None)
 
     async def stream(self, pod: dict[str, Any]) -> None:
         pod_name = pod["metadata"]["name"]

@@ -192,6 +192,25 @@ class AsyncKbatchHook(_HookBase):
             calls.list_objects("Pod", ns, label_selector=label_selector, field_selector=field_selector)
         )
 
+    async def pod_pages(
+        self,
+        namespace: str | None,
+        label_selector: str | None = None,
+        *,
+        page_size: int = calls.LIST_PAGE_SIZE,
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The matching pods one page at a time (see ``KbatchHook.pod_pages``)."""
+        ns, token = await self._ns(namespace), None
+        while True:
+            items, token = await self._run(
+                calls.list_page(
+                    "Pod", ns, label_selector=label_selector, page_size=page_size, continue_token=token
+                )
+            )
+            yield items
+            if not token:
+                return
+
     async def read_pod_log(
         self,
         namespace: str | None,

@@ -170,6 +170,28 @@ def list_with_version(
             return items, resource_version
 
 
+def list_page(
+    kind: Kind,
+    namespace: str,
+    *,
+    label_selector: str | None = None,
+    field_selector: str | None = None,
+    page_size: int = LIST_PAGE_SIZE,
+    continue_token: str | None = None,
+) -> Proc[tuple[list[dict[str, Any]], str | None]]:
+    """One page of matching objects (``limit``/``continue``) and the token of the next page
+    (None after the last): what callers that must not hold every object at once iterate with."""
+    page = yield list_call(
+        kind,
+        namespace,
+        label_selector=label_selector,
+        field_selector=field_selector,
+        limit=page_size,
+        continue_token=continue_token,
+    )
+    return list_items(kind, page), (page.get("metadata") or {}).get("continue") or None
+
+
 def list_objects(
     kind: Kind, namespace: str, *, label_selector: str | None = None, field_selector: str | None = None
 ) -> Proc[list[dict[str, Any]]]:

@@ -20,7 +20,7 @@ read raw, not through the client's models, so no field is dropped).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -183,6 +183,26 @@ class KbatchHook(_HookBase):
                 "Pod", self._ns(namespace), label_selector=label_selector, field_selector=field_selector
             )
         )
+
+    def pod_pages(
+        self,
+        namespace: str | None,
+        label_selector: str | None = None,
+        *,
+        page_size: int = calls.LIST_PAGE_SIZE,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The matching pods one page (``page_size``, ``limit``/``continue``) at a time: a Job of
+        100,000 pods is read without holding every pod at once."""
+        ns, token = self._ns(namespace), None
+        while True:
+            items, token = self._run(
+                calls.list_page(
+                    "Pod", ns, label_selector=label_selector, page_size=page_size, continue_token=token
+                )
+            )
+            yield items
+            if not token:
+                return
 
     def read_pod_log(
         self,

@@ -28,7 +28,7 @@ from airflow.exceptions import AirflowProviderDeprecationWarning
 from airflow.sdk import BaseOperator, BaseOperatorLink
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 
-from airflow_provider_kbatch.engine import concurrency, ledger
+from airflow_provider_kbatch.engine import concurrency, ledger, podpages
 from airflow_provider_kbatch.engine.disruption import ensure_budget
 from airflow_provider_kbatch.engine.outcome import finish_stage
 from airflow_provider_kbatch.engine.submission import (
@@ -644,9 +644,17 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         return self._trace
 
     def _attempt_pods(self, namespace: str, job: dict[str, Any]) -> list[dict[str, Any]]:
-        """The pods of the Job (for the failure reasons' metric and the attempt spans)."""
+        """The pods of the Job (for the failure reasons' metric and the attempt spans), read a page
+        at a time and slimmed; only the failed ones unless the spans need every pod."""
+        every = self._stage_trace().enabled
+        selector = f"{CONTROLLER_UID_LABEL}={job['metadata']['uid']}"
         try:
-            return list(self.hook.list_pods(namespace, f"{CONTROLLER_UID_LABEL}={job['metadata']['uid']}"))
+            return [
+                podpages.slim_pod(pod)
+                for page in podpages.pages(self.hook, namespace, selector)
+                for pod in page
+                if every or (pod.get("status") or {}).get("phase") == "Failed"
+            ]
         except Exception as err:  # best effort: metrics and spans never fail a task
             self.log.debug("no pods for metrics and traces: %s", err)
             return []

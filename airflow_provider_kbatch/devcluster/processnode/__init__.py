@@ -28,6 +28,8 @@ each importing only those above it:
 - ``pods``: one pod's lifecycle on the node (``PodWorker`` decides; ``containers`` and
   ``podsync`` act).
 - ``server``: the kubelet HTTPS endpoint and the node's unix control socket.
+- ``simulated``: simulated nodes (scale mode): pods that end as their ``kbatch.io/simulate``
+  annotation says, without a process; honest status transitions, no logs.
 
 A development tool, not a sandbox: processes share the host's filesystem, network and PID space.
 """

@@ -41,7 +41,9 @@ def micro_time(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e6):06d}Z"
 
 
-def node_object(name: str, capacity: dict[str, str], port: int, version: str) -> dict[str, Any]:
+def node_object(
+    name: str, capacity: dict[str, str], port: int, version: str, *, labels: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The Node as the kubelet registers it (pure)."""
     return {
         "apiVersion": "v1",
@@ -55,6 +57,7 @@ def node_object(name: str, capacity: dict[str, str], port: int, version: str) ->
                 "beta.kubernetes.io/os": "linux",
                 "beta.kubernetes.io/arch": _arch(),
                 "kbatch.io/process-node": "true",
+                **(labels or {}),
             },
         },
         "spec": {},

@@ -31,9 +31,19 @@ class NodeApi:
     the kubelet ``port`` and the ``version`` it reports."""
 
     def __init__(
-        self, client: KubeClient, name: str, capacity: dict[str, str], port: int, version: str
+        self,
+        client: KubeClient,
+        name: str,
+        capacity: dict[str, str],
+        port: int,
+        version: str,
+        *,
+        labels: dict[str, str] | None = None,
+        taints: list[dict[str, str]] | None = None,
     ) -> None:
         self.client = client
+        self.labels = dict(labels or {})
+        self.taints = [dict(t) for t in taints or ()]  # kept on the Node (e.g. the simulated taint)
         self.name = name
         self.capacity = capacity
         self.port = port
@@ -44,7 +54,7 @@ class NodeApi:
     async def register(self) -> None:
         """Create the Node (or update the labels of an existing one), report it Ready, lift the
         not-ready taint and take its Lease."""
-        body = node_object(self.name, self.capacity, self.port, self.version)
+        body = node_object(self.name, self.capacity, self.port, self.version, labels=self.labels)
         try:
             node = await self.client.request("POST", "/api/v1/nodes", body=body)
             log.info("registered node %s", self.name)
@@ -68,6 +78,7 @@ class NodeApi:
         """
         node = await self.client.get(self.path)
         taints = [t for t in node["spec"].get("taints") or [] if t.get("key") != NOT_READY_TAINT["key"]]
+        taints += [t for t in self.taints if t not in taints]
         if present:
             taints.append(dict(NOT_READY_TAINT))
         if taints == (node["spec"].get("taints") or []):

@@ -2,7 +2,7 @@
 
 ``/containerLogs/{namespace}/{pod}/{container}`` serves what the API server proxies for
 ``pods/log``: ``follow``, ``tailLines``, ``timestamps``, ``sinceSeconds``, ``sinceTime``,
-``limitBytes`` and ``previous``. It listens on 127.0.0.1 only, with a self-signed certificate (the
+``limitBytes`` and ``previous``. A pod of a simulated node has an empty log. It listens on 127.0.0.1 only, with a self-signed certificate (the
 API server is started without ``--kubelet-certificate-authority``) and no client authentication:
 a development tool.
 
@@ -71,6 +71,12 @@ def find_pod_dir(pods_dir: Path, namespace: str, name: str) -> Path | None:
     return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
 
 
+def _simulated(registry: Registry, namespace: str, name: str) -> bool:
+    """A pod of a simulated node: it ran no process, its log is empty."""
+    check = getattr(registry, "simulated", None)
+    return bool(check(namespace, name)) if check is not None else False
+
+
 class KubeletServer:
     def __init__(self, registry: Registry, pods_dir: Path, port: int, cert: tuple[Path, Path]) -> None:
         self.registry = registry
@@ -114,6 +120,8 @@ class KubeletServer:
             return web.Response(status=400, text=f"bad query: {err}")
         worker = self.registry.find(ns, pod)
         pod_dir = worker.dir if worker is not None else find_pod_dir(self.pods_dir, ns, pod)
+        if pod_dir is None and worker is None and _simulated(self.registry, ns, pod):
+            return web.Response(text="", headers={"Content-Type": "text/plain; charset=utf-8"})
         if pod_dir is None:
             return web.Response(status=404, text=f'pod "{pod}" in namespace "{ns}" not found on this node')
         if worker is not None and container not in worker.container_names():
