@@ -47,8 +47,8 @@
     box.setAttribute("height", String(20 + rows * (H + GY) - GY));
     var defs = svg("defs");
     ["plain", "critical"].forEach(function (kind) {
-      var m = svg("marker", { id: "arrow-" + kind, viewBox: "0 0 10 10", refX: "10", refY: "5", markerWidth: "7",
-                              markerHeight: "7", orient: "auto-start-reverse" });
+      var m = svg("marker", { id: "arrow-" + kind, viewBox: "0 0 10 10", refX: "10", refY: "5", markerWidth: "9", markerUnits: "userSpaceOnUse",
+                              markerHeight: "9", orient: "auto-start-reverse" });
       m.appendChild(svg("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: kind === "critical" ? "#c53030" : "#718096" }));
       defs.appendChild(m);
     });
