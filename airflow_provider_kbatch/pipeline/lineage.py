@@ -21,7 +21,8 @@ An upstream task that is mapped links every one of its map indexes.
 **Timings** of a node (seconds, ``None`` when unknown):
 
 - ``airflow_queue``: the task instance's ``queued_dttm`` -> ``start_date`` (waiting for an
-  executor slot; the latest Airflow try, the one Airflow keeps);
+  executor slot; the latest Airflow try, the one Airflow keeps). Unknown (``None``) when it was
+  queued after it started: a deferred task is queued again to resume, and keeps its first start;
 - ``job_queue``: for each ledger attempt, the Job's ``creationTimestamp`` -> ``status.startTime``
   (suspended, e.g. waiting in a Kueue queue), summed over the attempts;
 - ``queue`` = ``airflow_queue`` + ``job_queue`` (either alone when the other is unknown);
@@ -209,9 +210,18 @@ def _attempt_run(a: Attempt, now: datetime.datetime) -> float | None:
     return _span(start, end, now if end is None else None)
 
 
+def _airflow_queue(task: TaskTimes | None) -> float | None:
+    if task is None:
+        return None
+    queued, start = time_or_none(task.queued), time_or_none(task.start)
+    if queued is None or start is None or queued > start:  # re-queued to resume after a deferral
+        return None
+    return round((start - queued).total_seconds(), 3)
+
+
 def stage_timings(record: StageRecord | None, task: TaskTimes | None, now: datetime.datetime) -> Timings:
     """Queue wait and run of one node (rules in the module docstring)."""
-    airflow_queue = _span(task.queued, task.start, None) if task is not None else None
+    airflow_queue = _airflow_queue(task)
     attempts = record.attempts if record is not None else ()
     if attempts:
         return Timings(

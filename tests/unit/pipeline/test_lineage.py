@@ -242,3 +242,11 @@ def test_the_jobs_own_times_keep_their_first_value() -> None:
     attempt: Any = rules.load_record(later[key])["attempts"][0]
     assert (attempt["job_created"], attempt["job_started"], attempt["job_ended"]) == (t(0), t(3), t(10))
     assert "job_bogus" not in attempt
+
+
+def test_a_task_queued_again_to_resume_after_a_deferral_has_no_airflow_queue_wait() -> None:
+    data = stage({}, "deferred", runs=[(1, 0, 10, True)], queued=2)
+    (record,) = records(data).values()
+    resumed = TaskTimes("deferred", queued=t(11), start=t(-1), end=t(12))  # queued_dttm: the resume
+    timings = stage_timings(record, resumed, NOW)
+    assert timings.airflow_queue is None and timings.queue == 2.0 and timings.total == 10.0
