@@ -101,7 +101,7 @@
                           "class": s.critical ? "critical" : "" });
       var inputs = Object.keys(led.inputs || {}).map(function (n) { return n + " \u2190 " + led.inputs[n].stage; }).join(", ");
       var cells = [s.id, led.state || s.task_state || "", job.message || "", triesText(led),
-                   (led.completed || "") + (led.failed ? " failed " + led.failed : ""),
+                   (led.completed ? "done " + led.completed : "") + (led.failed ? " failed " + led.failed : ""),
                    fmt(t.queue), fmt(t.run), fmt(t.total), out.name || "",
                    out.bytes === undefined || out.bytes === null ? "" : out.bytes,
                    out.records === undefined || out.records === null ? "" : out.records,

@@ -30,7 +30,7 @@ with DAG(
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    params={"namespace": Param("default", type="string"), "right_seconds": Param(10, type="number")},
+    params={"namespace": Param("default", type="string"), "right_seconds": Param(12, type="number")},
     tags=["kbatch", "test"],
 ) as dag:
 
@@ -43,7 +43,7 @@ with DAG(
             workspace=WORKSPACE,
             output=output,
             inputs=inputs,
-            deferrable=True,
+            deferrable=False,  # waits in the worker: no trigger round trip, no second worker start
             retries=0,
         )
 
