@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import datetime
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -406,9 +406,12 @@ def build_grid(
     notes: list[str] = []
     if job is None:
         notes.append(
-            "the Job is gone (finished Jobs are garbage-collected after ttlSecondsAfterFinished): "
-            "states come from the run ledger; attempts, exit codes and logs are no longer available"
-            if record is not None
+            f"{GC_NOTE}: the Job is gone (finished Jobs are garbage-collected after "
+            "ttlSecondsAfterFinished): states come from the run ledger; pod attempts, exit codes and "
+            "logs are no longer available"
+            if record is not None and any(not a.job.startswith(CACHE_HIT_PREFIX) for a in record.attempts)
+            else "no Job ran: the stage reused a cached output (ledger)"
+            if record is not None and record.attempts
             else "no Job and no ledger record for this task instance yet"
         )
     return IndexGrid(
@@ -423,12 +426,73 @@ def build_grid(
     )
 
 
+GC_NOTE = "Job garbage-collected; from the ledger"
+CACHE_HIT_PREFIX = "cache-hit:"  # the ``job`` of a cache hit's attempt (pipeline.memo.hit_job)
+
+
+def job_presence(record: StageRecord | None, existing: Collection[str] | None) -> dict[str, Any]:
+    """Whether the Jobs the ledger names still exist: ``state`` is ``exists`` (the latest
+    attempt's Job), ``garbage_collected`` (it ran, and its Job is gone: TTL or a deletion),
+    ``cache_hit`` (no Job ran), ``no_job`` (no attempt yet) or ``unknown`` (Jobs not listed);
+    ``message`` says it in words, ``jobs`` is every attempt's ``{job, try, exists}``."""
+    attempts = record.attempts if record is not None else ()
+    jobs = [
+        {
+            "job": a.job,
+            "try": a.try_number,
+            "exists": None if existing is None or a.job.startswith(CACHE_HIT_PREFIX) else a.job in existing,
+        }
+        for a in attempts
+    ]
+    latest = attempts[-1] if attempts else None
+    if latest is None:
+        state, message = "no_job", "no Job recorded in the ledger yet"
+    elif latest.job.startswith(CACHE_HIT_PREFIX):
+        state, message = "cache_hit", "no Job ran: a cached output was reused; from the ledger"
+    elif existing is None:
+        state, message = "unknown", "the Jobs were not listed; from the ledger"
+    elif latest.job in existing:
+        state, message = "exists", f"Job {latest.job} exists"
+    else:
+        state, message = "garbage_collected", f"{GC_NOTE} (Job {latest.job} no longer exists)"
+    return {"state": state, "message": message, "jobs": jobs}
+
+
+def tries_summary(record: StageRecord | None) -> list[dict[str, Any]]:
+    """Per Airflow try, from the ledger alone: its attempts (Jobs), the indexes they were given,
+    completed and failed (counts), when the first started and the last ended, the last reason."""
+    by_try: dict[int, list[Attempt]] = {}
+    for a in record.attempts if record is not None else ():
+        by_try.setdefault(a.try_number, []).append(a)
+    out = []
+    for try_number, attempts in sorted(by_try.items()):
+        out.append(
+            {
+                "try": try_number,
+                "attempts": len(attempts),
+                "jobs": [a.job for a in attempts],
+                "indexes": sum(int(a.counts.get("index_map") or 0) for a in attempts),
+                "completed": sum(int(a.counts.get("completed") or 0) for a in attempts),
+                "failed": sum(int(a.counts.get("failed") or 0) for a in attempts),
+                "started": attempts[0].started,
+                "ended": attempts[-1].ended,
+                "reason": attempts[-1].reason,
+            }
+        )
+    return out
+
+
 def record_summary(record: StageRecord | None) -> dict[str, Any] | None:
     """The stage's ledger record as JSON for the view (results left out: they can be large)."""
     if record is None:
         return None
     output = record.output
     return {
+        "tries": tries_summary(record),
+        "inputs": {
+            name: {"stage": i.stage, "manifest_digest": i.manifest_digest, "at": i.at}
+            for name, i in sorted(record.inputs.items())
+        },
         "state": record.state,
         "transitions": [list(t) for t in record.transitions],
         "spec_hash": record.spec_hash,
@@ -451,6 +515,9 @@ def record_summary(record: StageRecord | None) -> dict[str, Any] | None:
                 "started": a.started,
                 "ended": a.ended,
                 "reason": a.reason,
+                "job_created": a.job_created,
+                "job_started": a.job_started,
+                "job_ended": a.job_ended,
             }
             for a in record.attempts
         ],

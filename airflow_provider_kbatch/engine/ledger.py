@@ -128,6 +128,7 @@ def attempt_finished(
     reason: str | None,
     results: dict[int, dict[str, Any]],
     output: dict[str, Any] | None = None,
+    job_times: Mapping[str, str | None] | None = None,
 ) -> rules.StageRecord | None:
     at = _now()
 
@@ -144,6 +145,7 @@ def attempt_finished(
             reason=reason,
             results=results,
             output=output,
+            job_times=job_times,
         )
 
     return rules.read_stage(_update(hook, namespace, identity, mutate), _key(identity))

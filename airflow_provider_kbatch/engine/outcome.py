@@ -29,7 +29,13 @@ from airflow_provider_kbatch.pipeline.results import results_ref, xcom_fields
 from airflow_provider_kbatch.pipeline.summary import split_output_summary
 from airflow_provider_kbatch.spec.intervals import IndexSet, map_local
 from airflow_provider_kbatch.spec.names import CONTROLLER_UID_LABEL, JobIdentity
-from airflow_provider_kbatch.status import describe_failure, job_outcome, pod_failures, pod_results
+from airflow_provider_kbatch.status import (
+    describe_failure,
+    job_end_time,
+    job_outcome,
+    pod_failures,
+    pod_results,
+)
 
 LOG_TAIL_LINES = 20
 MAX_INDEXES_WITH_LOGS = 5
@@ -95,6 +101,18 @@ def _gather_pods(
     return results, summary, failed
 
 
+def job_times(job: dict[str, Any]) -> dict[str, str | None]:
+    """The Job's own timestamps for its ledger attempt: created, started (``status.startTime``:
+    unsuspended and admitted), ended (:func:`~airflow_provider_kbatch.status.job_end_time`)."""
+    status = job.get("status") or {}
+    ended = job_end_time(status)
+    return {
+        "created": (job.get("metadata") or {}).get("creationTimestamp"),
+        "started": status.get("startTime"),
+        "ended": None if ended is None else ended.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
 def finish_stage(
     hook: Any,
     namespace: str,
@@ -142,6 +160,7 @@ def finish_stage(
         reason=outcome.reason,
         results=results,
         output=output,
+        job_times=job_times(job),
     )
     every = stored_results.gather(
         hook, namespace, identity, record, job=job, results=results, generation=job_generation(job)

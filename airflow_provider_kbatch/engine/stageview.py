@@ -18,7 +18,7 @@ from airflow_provider_kbatch.errors import KbatchError
 from airflow_provider_kbatch.pipeline import ledger_names
 from airflow_provider_kbatch.pipeline.ledger_schema import StageRecord
 from airflow_provider_kbatch.pipeline.stage_records import read_stage
-from airflow_provider_kbatch.spec.names import JobIdentity, selector_for
+from airflow_provider_kbatch.spec.names import JobIdentity, run_labels, selector_for
 
 #: Lines of a pod's log the view shows at most (the API's ``tail`` is capped to it).
 MAX_LOG_LINES = 2000
@@ -30,6 +30,7 @@ class StageView:
     grid: IndexGrid
     record: StageRecord | None
     job_name: str | None
+    job_names: frozenset[str] = frozenset()  # every Job of the stage that still exists
 
 
 def _latest_job(jobs: list[dict[str, Any]], name: str | None) -> dict[str, Any] | None:
@@ -68,7 +69,16 @@ def read_stage_view(
         pods=pods,
         now=now or datetime.datetime.now(datetime.timezone.utc),
     )
-    return StageView(grid=grid, record=record, job_name=(job or {}).get("metadata", {}).get("name"))
+    names = frozenset(str((j.get("metadata") or {}).get("name")) for j in jobs)
+    return StageView(
+        grid=grid, record=record, job_name=(job or {}).get("metadata", {}).get("name"), job_names=names
+    )
+
+
+def read_run_jobs(hook: Any, namespace: str, dag_id: str, run_id: str) -> frozenset[str]:
+    """Names of the run's Jobs that still exist in ``namespace`` (every stage, every generation)."""
+    selector = ",".join(f"{k}={v}" for k, v in run_labels(dag_id, run_id).items())
+    return frozenset(str((j.get("metadata") or {}).get("name")) for j in hook.list_jobs(namespace, selector))
 
 
 def read_run_stages(hook: Any, namespace: str, dag_id: str, run_id: str) -> dict[str, StageRecord]:

@@ -134,8 +134,7 @@ def prepare_stage(
         accepts=ports.accepts,
         declared=declared,
     )
-    if ports.inputs:  # before anything is created: an input that is gone fails here
-        check(data, workspace=record)
+    checked = check(data, workspace=record) if ports.inputs else {}  # an input that is gone fails here
     try:
         if workspace.claim_name is not None:
             name, generation = workspace.claim_name, 0
@@ -159,7 +158,8 @@ def prepare_stage(
         logical_date=logical_date,
         at=_now(),
     )
-    data = _update(hook, namespace, identity, lambda d: mutate(d))
+    lineage = partial(_record_inputs, identity=identity, at=_now())
+    data = _update(hook, namespace, identity, lambda d: lineage(mutate(d), checked))
     record = ws.read_workspace(data)
     if record is None or record.claim != name:
         raise WorkspaceError(
@@ -167,6 +167,8 @@ def prepare_stage(
             f"{record.claim if record else None!r} while this one chose {name!r}; retry the task"
         )
     resolved = check(data, workspace=record) if ports.inputs else {}
+    if _digests(resolved) != _digests(checked):  # a producer re-ran in between: what is consumed now
+        _update(hook, namespace, identity, lambda d: lineage(d, resolved))
     for item in resolved.values():
         log.info(
             "input %s: output of stage %s, %s (%s bytes, %s records, contract %s)",
@@ -180,6 +182,26 @@ def prepare_stage(
     elsewhere = {n: loc.subpath for n, loc in record.outputs.items() if n in resolved and loc.subpath}
     wired = ws.wire_stage(spec, workspace, ports, identity, name, input_subpaths=elsewhere)
     return PreparedStage(wired, name, resolved)
+
+
+def _digests(inputs: Mapping[str, handoff.ResolvedInput]) -> dict[str, tuple[str, str]]:
+    return {n: (i.stage, i.manifest_digest) for n, i in inputs.items()}
+
+
+def _record_inputs(
+    data: dict[str, str], inputs: Mapping[str, handoff.ResolvedInput], *, identity: JobIdentity, at: str
+) -> dict[str, str]:
+    """The stage's consumed inputs into its ledger record (lineage; nothing when it has none)."""
+    if not inputs:
+        return data
+    return rules.record_inputs(
+        data,
+        rules.stage_key(identity.task_id, identity.map_index),
+        inputs={n: {"stage": i.stage, "manifest_digest": i.manifest_digest} for n, i in inputs.items()},
+        at=at,
+        task_id=identity.task_id,
+        map_index=identity.map_index,
+    )
 
 
 def record_output_location(

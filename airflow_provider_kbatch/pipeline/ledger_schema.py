@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from airflow_provider_kbatch.errors import KbatchError
@@ -73,6 +73,11 @@ class Attempt:
     ended: str | None
     reason: str | None
     results: int | None = None  # indexes with a stored result; None: recorded by an older provider
+    # the Job's own times (creationTimestamp, status.startTime, its end), recorded when it ended;
+    # None: the Job never started, or an older provider. ``started``/``ended`` are the operator's.
+    job_created: str | None = None
+    job_started: str | None = None
+    job_ended: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,17 @@ class StageOutput:
     bytes: int | None
     records: int | None
     contract: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class StageInput:
+    """An input the stage consumed: the output ``name`` of stage ``stage``, with the manifest
+    digest it had when the stage's inputs were checked (lineage)."""
+
+    name: str
+    stage: str
+    manifest_digest: str
+    at: str | None
 
 
 @dataclass(frozen=True)
@@ -100,6 +116,7 @@ class StageRecord:
     results_truncated: bool
     updated_at: str | None
     attempts_dropped: int = 0  # earlier attempts no longer in ``attempts`` (history cap, size budget)
+    inputs: Mapping[str, StageInput] = field(default_factory=dict)  # input name -> what was consumed
 
     @property
     def latest_attempt(self) -> Attempt | None:
@@ -120,6 +137,9 @@ def _parse_attempt(raw: Mapping[str, Any]) -> Attempt:
         ended=raw.get("ended"),
         reason=raw.get("reason"),
         results=None if raw.get("results") is None else int(raw["results"]),
+        job_created=raw.get("job_created"),
+        job_started=raw.get("job_started"),
+        job_ended=raw.get("job_ended"),
     )
 
 
@@ -131,6 +151,13 @@ def _parse_output(raw: Mapping[str, Any]) -> StageOutput:
         records=raw.get("records"),
         contract=raw.get("contract"),
     )
+
+
+def _parse_inputs(raw: Any) -> dict[str, StageInput]:
+    return {
+        str(name): StageInput(str(name), str(item["stage"]), str(item["manifest_digest"]), item.get("at"))
+        for name, item in (raw or {}).items()
+    }
 
 
 def parse_record(text: str) -> StageRecord:
@@ -153,6 +180,7 @@ def parse_record(text: str) -> StageRecord:
             results_truncated=bool(raw.get("results_truncated")),
             updated_at=raw.get("updated_at"),
             attempts_dropped=int(raw.get("attempts_dropped") or 0),
+            inputs=_parse_inputs(raw.get("inputs")),
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise LedgerError(f"stage record: malformed ({exc!r})") from None

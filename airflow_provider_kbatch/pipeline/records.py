@@ -30,10 +30,14 @@ Both record kinds share one :data:`SCHEMA_VERSION`. Stage record (JSON, compact,
      "attempts": [{"try_number", "job", "uid", "spec_hash", "index_map", "completed", "failed",
                    "counts": {"index_map", "completed", "failed"},
                    "results": n,                    (indexes with a stored result; absent: older provider)
-                   "started", "ended", "reason"}],  (last MAX_ATTEMPTS; "attempts_dropped": n)
+                   "started", "ended", "reason",
+                   "job_created", "job_started", "job_ended"}],  (the Job's own times, at its end;
+                                                     last MAX_ATTEMPTS; "attempts_dropped": n)
      "spec_hash": str|null,
      "completed": indexes, "failed": indexes,       (logical; under the current spec_hash only)
      "output": {"name", "manifest_digest", "bytes", "records", "contract"} | null,
+     "inputs": {"<input>": {"stage", "manifest_digest", "at"}},  (what it consumed: lineage;
+                                                     absent: no inputs, or an older provider)
      "results": {"<index>": {...}},                 (preview: lowest MAX_RESULTS, each <= MAX_RESULT_BYTES;
                                                      all of them: engine.results.read_results)
      "results_truncated": bool, "updated_at": str|null}
@@ -114,6 +118,7 @@ from airflow_provider_kbatch.pipeline.ledger_schema import (
     LedgerError,
     LedgerIdentityError,
     LedgerTooLarge,
+    StageInput,
     StageOutput,
     StageRecord,
     State,
@@ -126,6 +131,7 @@ from airflow_provider_kbatch.pipeline.stage_records import (
     read_stage,
     record_attempt_finished,
     record_attempt_started,
+    record_inputs,
     record_output,
     record_pending,
     record_progress,
@@ -162,6 +168,7 @@ __all__ = [
     "LedgerIdentityError",
     "LedgerTooLarge",
     "OutputLocation",
+    "StageInput",
     "StageOutput",
     "StageRecord",
     "State",
@@ -184,6 +191,7 @@ __all__ = [
     "read_workspace",
     "record_attempt_finished",
     "record_attempt_started",
+    "record_inputs",
     "record_output",
     "record_output_location",
     "record_pending",

@@ -289,11 +289,15 @@ def record_attempt_finished(
     reason: str | None = None,
     results: Mapping[int, Mapping[str, Any]] | None = None,
     output: Mapping[str, Any] | None = None,
+    job_times: Mapping[str, str | None] | None = None,
 ) -> dict[str, str]:
     """Record the end of a Job: final index sets, reason, results, and the stage's new state.
 
     ``results`` are the attempt's per-index results: merged into the preview, and counted in the
-    attempt's ``results`` (the engine keeps them in full in results ConfigMaps).
+    attempt's ``results`` (the engine keeps them in full in results ConfigMaps). ``job_times``
+    (``created``, ``started``, ``ended``: the Job's own timestamps) go into the attempt as
+    ``job_created`` / ``job_started`` / ``job_ended``, first value kept: the queue wait and the
+    run of the attempt once the Job is garbage-collected.
 
     The stage moves to ``succeeded``/``failed`` only when this is its latest attempt (a late
     report from an older Job does not override a newer one). ``ended`` keeps its first value.
@@ -306,10 +310,50 @@ def record_attempt_finished(
         attempt["results"] = max(int(attempt.get("results") or 0), len(results or {}))
     if reason is not None:
         attempt["reason"] = reason[:MAX_REASON_CHARS]
+    for name, value in (job_times or {}).items():
+        if name in JOB_TIMES and isinstance(value, str) and value:
+            attempt.setdefault(f"job_{name}", value)
     if attempt is raw["attempts"][-1]:
         _transition(raw, "succeeded" if succeeded else "failed", at)
     if output is not None:
         raw["output"] = _output(output)
+    return _put(data, key, raw)
+
+
+JOB_TIMES = ("created", "started", "ended")
+
+
+def record_inputs(
+    data: Mapping[str, str],
+    key: str,
+    *,
+    inputs: Mapping[str, Mapping[str, Any]],
+    at: str,
+    task_id: str | None = None,
+    map_index: int | None = None,
+) -> dict[str, str]:
+    """Record what the stage consumes (lineage): ``inputs`` is input name -> ``{"stage",
+    "manifest_digest"}``, as the hand-off check resolved them before the Job was submitted.
+
+    Creates the record (``pending``) when the stage has none yet. Each input keeps the value of
+    the latest check (a retry that consumes a re-produced output records its new digest), and its
+    ``at`` changes only with the digest, so re-applying the update changes nothing.
+    """
+    raw = _get(data, key, task_id, map_index)
+    if key not in data:
+        _transition(raw, "pending", at)
+    recorded = dict(raw.get("inputs") or {})
+    for name, item in inputs.items():
+        stage, digest = item.get("stage"), item.get("manifest_digest")
+        if not isinstance(stage, str) or not stage or not isinstance(digest, str) or not digest:
+            raise LedgerError(
+                f"inputs: {name!r} needs a producing stage and a manifest digest, found {item!r}"
+            )
+        before = recorded.get(name) or {}
+        if before.get("stage") == stage and before.get("manifest_digest") == digest:
+            continue
+        recorded[str(name)] = {"stage": stage, "manifest_digest": digest, "at": at}
+    raw["inputs"] = recorded
     return _put(data, key, raw)
 
 

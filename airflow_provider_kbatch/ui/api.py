@@ -12,13 +12,17 @@ Endpoints (all GET; query parameters ``dag_id``, ``run_id``, ``task_id``, ``map_
 - ``/kbatch/api/stage``: the index grid, counts, reasons, collapsed ranges, the ledger record;
 - ``/kbatch/api/stage/index?index=N``: one index's attempts (pods, exit codes, reasons, try);
 - ``/kbatch/api/stage/log?pod=P&lines=200``: the tail of one attempt's log (TASK_LOGS access);
-- ``/kbatch/api/run`` (``dag_id``, ``run_id``): the run's stages from the ledger;
+- ``/kbatch/api/run`` (``dag_id``, ``run_id``): the run's stages from the ledger (timings, Job
+  presence, per-try attempts), its graph (lineage and Airflow dependencies) and critical path
+  (:mod:`airflow_provider_kbatch.pipeline.lineage`; the JSON is described in docs/internals.md);
 - ``/kbatch/view/stage``, ``/kbatch/view/run``: the HTML pages of the two UI tabs.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
+import time
 from functools import cache
 from importlib import resources
 from typing import Annotated, Any
@@ -29,10 +33,23 @@ from airflow.api_fastapi.core_api.security import requires_access_dag
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 
-from airflow_provider_kbatch.engine.indexgrid import record_summary
-from airflow_provider_kbatch.engine.stageview import pod_log_tail, read_run_stages, read_stage_view
+from airflow_provider_kbatch.engine.indexgrid import job_presence, record_summary
+from airflow_provider_kbatch.engine.stageview import (
+    pod_log_tail,
+    read_run_jobs,
+    read_run_stages,
+    read_stage_view,
+)
 from airflow_provider_kbatch.errors import KbatchError
-from airflow_provider_kbatch.ui.locate import StageLocation, locate, run_locations
+from airflow_provider_kbatch.pipeline.ledger_names import stage_key
+from airflow_provider_kbatch.pipeline.lineage import node_id, run_graph
+from airflow_provider_kbatch.ui.locate import (
+    StageLocation,
+    dag_upstream,
+    locate,
+    run_locations,
+    run_task_times,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +130,7 @@ def stage(
         **_head(loc),
         "namespace": namespace,
         "job": view.job_name,
+        "job_status": job_presence(view.record, view.job_names),
         "grid": view.grid.to_dict(),
         "ledger": record_summary(view.record),
     }
@@ -162,33 +180,84 @@ def stage_log(
         raise _cluster_error(f"reading the log of pod {pod}", err) from None
 
 
-@router.get("/api/run", dependencies=[RunAccess])
-def run(session: SessionDep, dag_id: DagId, run_id: RunId) -> Any:
-    stages = run_locations(session, dag_id, run_id)
-    by_cluster: dict[tuple[str, str], dict[str, Any]] = {}
-    out = []
+def _run_ledgers(
+    stages: list[StageLocation], dag_id: str, run_id: str
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]], list[str]]:
+    """Stage records (node id -> record), each stage's Job presence, the namespaces read: one
+    ledger read and one Job list per (connection, namespace) the run's stages use."""
+    records: dict[str, Any] = {}
+    presence: dict[str, dict[str, Any]] = {}
+    read: dict[tuple[str, str], tuple[dict[str, Any], frozenset[str] | None]] = {}
     for loc in stages:
         hook, namespace = _cluster(loc)
         key = (loc.conn_id, namespace)
-        if key not in by_cluster:
+        if key not in read:
             try:
-                by_cluster[key] = read_run_stages(hook, namespace, dag_id, run_id)
+                found = read_run_stages(hook, namespace, dag_id, run_id)
             except KbatchError as err:
                 raise _cluster_error("reading the run ledger", err) from None
-        from airflow_provider_kbatch.pipeline.ledger_names import stage_key
+            try:
+                jobs: frozenset[str] | None = read_run_jobs(hook, namespace, dag_id, run_id)
+            except KbatchError as err:  # the ledger alone still gives the view
+                log.warning("kbatch ui: listing the Jobs of %s/%s: %s", dag_id, run_id, err)
+                jobs = None
+            read[key] = (found, jobs)
+            for each in found.values():
+                if each.task_id is not None:
+                    mapped = each.map_index if each.map_index is not None else -1
+                    records.setdefault(node_id(each.task_id, mapped), each)
+        found, jobs = read[key]
+        ident = node_id(loc.identity.task_id, loc.identity.map_index)
+        record = found.get(stage_key(loc.identity.task_id, loc.identity.map_index))
+        if record is not None:
+            records[ident] = record
+        presence[ident] = {"namespace": namespace, **job_presence(record, jobs)}
+    return records, presence, sorted({ns for _, ns in read})
 
-        record = by_cluster[key].get(stage_key(loc.identity.task_id, loc.identity.map_index))
+
+@router.get("/api/run", dependencies=[RunAccess])
+def run(session: SessionDep, dag_id: DagId, run_id: RunId) -> Any:
+    started = time.monotonic()
+    stages = run_locations(session, dag_id, run_id)
+    records, presence, namespaces = _run_ledgers(stages, dag_id, run_id)
+    upstream = dag_upstream(session, dag_id, run_id)
+    graph = run_graph(
+        records,
+        run_task_times(session, dag_id, run_id),
+        upstream or {},
+        now=datetime.datetime.now(datetime.timezone.utc),
+    )
+    nodes = {n.id: n for n in graph.nodes}
+    on_path = set(graph.critical_path.nodes)
+    out = []
+    for loc in stages:
+        ident = node_id(loc.identity.task_id, loc.identity.map_index)
+        node = nodes.get(ident)
         out.append(
             {
+                "id": ident,
                 "task_id": loc.identity.task_id,
                 "map_index": loc.identity.map_index,
                 "task_state": loc.state,
-                "namespace": namespace,
+                "try_number": loc.identity.try_number,
+                "namespace": presence[ident]["namespace"],
                 "completions": loc.completions,
-                "ledger": record_summary(record),
+                "job": {k: v for k, v in presence[ident].items() if k != "namespace"},
+                "timings": node.timings.to_dict() if node is not None else None,
+                "critical": ident in on_path,
+                "ledger": record_summary(records.get(ident)),
             }
         )
-    return {"dag_id": dag_id, "run_id": run_id, "stages": out}
+    return {
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "namespaces": namespaces,
+        "stages": out,
+        "graph": graph.to_dict(),
+        "critical_path": graph.critical_path.to_dict(),
+        "dependencies": "serialized_dag" if upstream is not None else "unavailable",
+        "read_ms": round((time.monotonic() - started) * 1000),
+    }
 
 
 @router.get("/view/stage", response_class=HTMLResponse)

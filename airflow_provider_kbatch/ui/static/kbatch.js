@@ -147,6 +147,20 @@
     var notes = $("notes"); notes.textContent = "";
     (g.notes || []).forEach(function (t) { notes.appendChild(el("p", { "class": "muted" }, t)); });
     $("ledger").textContent = JSON.stringify(data.ledger, null, 2);
+    var js = data.job_status || {};
+    $("jobstatus").textContent = js.message || "";
+    $("jobstatus").setAttribute("data-state", js.state || "");
+    // per Airflow try, from the ledger: still there when the Job and its pods are gone
+    var tries = (data.ledger && data.ledger.tries) || [], tbody = document.querySelector("#tries tbody");
+    tbody.textContent = "";
+    tries.forEach(function (t) {
+      var tr = el("tr", { "data-try": t["try"] });
+      [t["try"], t.attempts, t.indexes, t.completed, t.failed, t.started, t.ended, t.reason].forEach(function (v) {
+        tr.appendChild(el("td", {}, v === null || v === undefined ? "" : v));
+      });
+      tbody.appendChild(tr);
+    });
+    $("tries").hidden = !tries.length;
   }
   function setFilter(f) { filter = f; drawSummary(); drawGrid(); $("list").scrollTop = 0; buildItems(); }
 
@@ -211,7 +225,9 @@
       $("main").hidden = false;
       drawSummary(); drawGrid(); buildItems();
       var live = g.counts.running + g.counts.pending + g.counts.backoff + g.counts.waiting > 0;
-      setStatus("job " + (body.job || "(gone)") + " in " + body.namespace + ", " + g.completions + " indexes, task " +
+      var gone = body.job_status && body.job_status.state === "garbage_collected";
+      document.body.setAttribute("data-job", (body.job_status && body.job_status.state) || "");
+      setStatus((gone ? "Job garbage-collected; from the ledger" : "job " + (body.job || "(none)")) + " in " + body.namespace + ", " + g.completions + " indexes, task " +
                 body.task_state + ", try " + body.try_number + (live ? "; refreshing every 10 s" : ""));
       if (!document.body.hasAttribute("data-rendered-ms")) {
         document.body.setAttribute("data-rendered-ms", String(Math.round(performance.now() - t0)));

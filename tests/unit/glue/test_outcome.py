@@ -348,3 +348,20 @@ def test_the_ledger_is_created_with_its_identity_annotations():
     meta = hook.config_maps[records.ledger_name("d", "r1")]["metadata"]
     assert meta["annotations"] == records.ledger_annotations("d", "r1")
     assert meta["labels"] == records.ledger_labels("d", "r1")
+
+
+def test_the_jobs_own_times_go_into_its_ledger_attempt_for_after_the_job_is_gone():
+    hook = Hook([])
+    _started(hook, 2)
+    job = _job("Indexed", 2, [("Failed", "BackoffLimitExceeded")], completedIndexes="0", failedIndexes="1")
+    job["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
+    job["status"]["startTime"] = "2026-01-01T00:00:07Z"  # suspended 7 s (Kueue)
+    job["status"]["conditions"][0]["lastTransitionTime"] = "2026-01-01T00:01:00Z"
+    finish_stage(hook, "ns", ID, job, completions=2, log=LOG)
+    attempt = records.read_stage(hook.data, records.stage_key("t")).latest_attempt  # type: ignore[union-attr]
+    assert attempt is not None
+    assert (attempt.job_created, attempt.job_started, attempt.job_ended) == (
+        "2026-01-01T00:00:00Z",
+        "2026-01-01T00:00:07Z",
+        "2026-01-01T00:01:00Z",
+    )

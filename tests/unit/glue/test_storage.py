@@ -154,6 +154,23 @@ def test_first_stage_creates_the_claim_and_the_next_one_reuses_it() -> None:
     assert second.inputs["raw"].manifest_digest == "sha256:d1"
 
 
+def test_a_consumer_records_what_it_consumes_in_its_ledger_record() -> None:
+    hook = FakeHook()
+    prepare(hook, "ingest", ws.Ports.build(output="raw"))
+    succeed(hook, "ingest", "raw", digest="sha256:d7")
+    writes = hook.verbs("update_config_map")
+    prepare(hook, "transform", ws.Ports.build(inputs={"raw": "ingest"}, output="clean"))
+    data = hook.config_maps[rules.ledger_name("etl", RUN)]
+    record = rules.read_stage(data, rules.stage_key("transform"))
+    assert record is not None and record.state == "pending" and record.task_id == "transform"
+    assert {n: (i.stage, i.manifest_digest) for n, i in record.inputs.items()} == {
+        "raw": ("ingest", "sha256:d7")
+    }
+    assert len(hook.verbs("update_config_map")) == len(writes) + 1  # with the workspace record, one write
+    ingest = rules.read_stage(data, rules.stage_key("ingest"))
+    assert ingest is not None and ingest.inputs == {}
+
+
 def test_a_concurrent_create_is_adopted() -> None:
     hook = FakeHook()
 

@@ -12,8 +12,10 @@ from airflow_provider_kbatch.engine.indexgrid import (
     CODES,
     build_grid,
     collapse,
+    job_presence,
     progress_attention,
     record_summary,
+    tries_summary,
 )
 from airflow_provider_kbatch.pipeline.ledger_schema import parse_record
 from airflow_provider_kbatch.spec.intervals import IndexSet
@@ -192,7 +194,7 @@ def test_the_ledger_alone_gives_the_states_when_the_job_is_gone() -> None:
     grid = build_grid(4, record=rec, job=None, pods=None, now=NOW)
     assert grid.states == ("succeeded", "succeeded", "not_run", "failed")
     assert not grid.job_exists and not grid.pods_listed
-    assert "the Job is gone" in grid.notes[0]
+    assert grid.notes[0].startswith("Job garbage-collected; from the ledger")
     ok = record("succeeded", [attempt(1, UID1, "0-3", completed="0-2")], completed="0-2")
     assert build_grid(4, record=ok, job=None, pods=None, now=NOW).states[3] == "skipped"
 
@@ -267,3 +269,47 @@ def test_long_index_lists_are_capped() -> None:
     pods = [pod(i, "Failed") for i in range(0, 2000, 2)]
     line = progress_attention(job(completions=2000, active=0), pods, limit=40)
     assert line.startswith("; backing off 0,2,4,") and ",..." in line and len(line) < 80
+
+
+def with_counts(
+    a: dict[str, Any], index_map: int, completed: int, failed: int, reason: str | None = None
+) -> dict[str, Any]:
+    return {**a, "counts": {"index_map": index_map, "completed": completed, "failed": failed}, "reason": reason,
+            "ended": "2026-12-01T11:05:00Z"}  # fmt: skip
+
+
+def test_the_ledger_alone_says_the_job_was_garbage_collected_and_counts_the_attempts_of_each_try() -> None:
+    rec = record(
+        "succeeded",
+        [
+            with_counts(
+                attempt(1, UID1, "0-9", completed="0-6", failed="7"), 10, 7, 1, "BackoffLimitExceeded"
+            ),
+            with_counts(attempt(2, UID2, "7-9", completed="7-9"), 3, 3, 0),
+        ],
+        completed="0-9",
+    )
+    gone = job_presence(rec, existing=frozenset())
+    assert gone["state"] == "garbage_collected"
+    assert gone["message"].startswith("Job garbage-collected; from the ledger")
+    assert [(j["try"], j["exists"]) for j in gone["jobs"]] == [(1, False), (2, False)]
+    there = job_presence(rec, existing=frozenset({f"kb-job-{UID2}"}))
+    assert there["state"] == "exists" and [j["exists"] for j in there["jobs"]] == [False, True]
+    assert (
+        job_presence(rec, None)["state"] == "unknown" and job_presence(None, frozenset())["state"] == "no_job"
+    )
+    tries = tries_summary(rec)
+    assert [
+        (t["try"], t["attempts"], t["indexes"], t["completed"], t["failed"], t["reason"]) for t in tries
+    ] == [
+        (1, 1, 10, 7, 1, "BackoffLimitExceeded"),
+        (2, 1, 3, 3, 0, None),
+    ]
+    assert record_summary(rec)["tries"] == tries  # type: ignore[index]
+
+
+def test_a_cache_hit_has_no_job_to_garbage_collect() -> None:
+    hit = {**attempt(1, UID1, "0-3", completed="0-3"), "job": "cache-hit:run-abc", "uid": None}
+    rec = record("succeeded", [hit], completed="0-3")
+    assert job_presence(rec, frozenset())["state"] == "cache_hit"
+    assert build_grid(4, record=rec, job=None, pods=None, now=NOW).notes[0].startswith("no Job ran")
