@@ -1,0 +1,119 @@
+"""The benchmark DAGs: the same stage run by kbatch and by the official ``KubernetesJobOperator``.
+
+``kbatch_bench_kbatch`` and ``kbatch_bench_official`` have one shape, chosen by the run's conf:
+``width`` mapped copies of a stage of ``completions`` indexes (``parallelism`` at a time), so
+one DAG serves every item of ``benchmarks/run.py``:
+
+* latency: width 1, completions 1, each container sleeps ``sleep`` seconds;
+* waiting Jobs (API requests, triggerer memory, event latency): width N, each container waits
+  until the file ``release`` exists (the benchmark creates it after its measuring window);
+* fan-out: kbatch width 1 x completions N, official width N x completions 1;
+* retry: width 1 x completions N, the indexes in ``fail`` exit 3 on the first Airflow try.
+
+Every container writes ``{"key": map index, "index": i, "exit_ns": time.time_ns()}`` to its
+termination message just before it exits: the benchmark's zero for "container exit -> task end".
+Both operators defer (the official one polls every ``job_poll_interval``, 10 s by default, left
+as is); both retry once after a second; kbatch's indexes get no pod retries
+(``backoff_limit_per_index=0``) and the official Job none either (``backoff_limit=0``), so a
+failed index fails the try and Airflow's retry decides what runs again.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.providers.cncf.kubernetes.operators.job import KubernetesJobOperator
+from airflow.sdk import DAG, Param, task
+
+from airflow_provider_kbatch.operators.job import KbatchJobOperator
+
+IMAGE = "ghcr.io/example/kbatch-worker:0.1.0"  # ignored by the process node
+CONTAINER = """
+import json, os, sys, time
+e = os.environ
+i = int(e.get("KBATCH_INDEX") or e.get("JOB_COMPLETION_INDEX") or 0)
+release = e.get("RELEASE")
+if release:
+    while not os.path.exists(release):
+        time.sleep(0.2)
+else:
+    time.sleep(float(e.get("SLEEP") or 0))
+fail = e.get("TRY") == "1" and str(i) in e.get("FAIL", "").split(",")
+with open(e.get("KBATCH_TERMINATION_MESSAGE_PATH") or "/dev/termination-log", "w") as out:
+    json.dump({"key": e.get("KEY"), "index": i, "exit_ns": time.time_ns()}, out)
+sys.exit(3 if fail else 0)
+"""
+PARAMS = {
+    "namespace": Param("default", type="string"),
+    "width": Param(1, type="integer", minimum=1),
+    "completions": Param(1, type="integer", minimum=1),
+    "parallelism": Param(1, type="integer", minimum=1),
+    "sleep": Param(2.0, type="number"),
+    "release": Param("", type="string"),
+    "fail": Param("", type="string", description="indexes that exit 3 on the first try: 0,3,7"),
+}
+ARGS: dict[str, Any] = {"retries": 1, "retry_delay": timedelta(seconds=1)}
+
+
+def _plan(params: dict[str, Any], env_key: str) -> list[dict[str, Any]]:
+    env = {"SLEEP": str(params["sleep"]), "RELEASE": params["release"], "FAIL": params["fail"]}
+    env["TRY"] = "{{ ti.try_number }}"  # rendered per mapped task instance, after expansion
+    return [
+        {
+            env_key: {**env, "KEY": str(i)},
+            "completions": int(params["completions"]),
+            "parallelism": min(int(params["parallelism"]), int(params["completions"])),
+        }
+        for i in range(int(params["width"]))
+    ]
+
+
+def _dag(dag_id: str) -> DAG:
+    return DAG(
+        dag_id=dag_id,
+        schedule=None,
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        params=PARAMS,
+        max_active_tasks=10_000,
+        max_active_runs=16,
+        tags=["kbatch", "benchmark"],
+    )
+
+
+with _dag("kbatch_bench_kbatch"):
+
+    @task
+    def plan_kbatch(params: dict[str, Any]) -> list[dict[str, Any]]:
+        return _plan(params, "env")
+
+    KbatchJobOperator.partial(
+        task_id="stage",
+        namespace="{{ params.namespace }}",
+        image=IMAGE,
+        command=["python", "-c", CONTAINER],
+        backoff_limit_per_index=0,
+        progress_interval=30,
+        **ARGS,
+    ).expand_kwargs(plan_kbatch())
+
+
+with _dag("kbatch_bench_official"):
+
+    @task
+    def plan_official(params: dict[str, Any]) -> list[dict[str, Any]]:
+        return _plan(params, "env_vars")
+
+    KubernetesJobOperator.partial(
+        task_id="stage",
+        namespace="{{ params.namespace }}",
+        image=IMAGE,
+        cmds=["python", "-c", CONTAINER],
+        completion_mode="Indexed",
+        backoff_limit=0,
+        wait_until_job_complete=True,
+        deferrable=True,
+        **ARGS,
+    ).expand_kwargs(plan_official())
