@@ -510,12 +510,36 @@ def dags_test_env(home: Path, cluster_env: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def _dags_test_home(root: Path, cluster_env: Mapping[str, str]) -> tuple[Path, dict[str, str]]:
+    home = root / "dagstest"
+    (home / "dags").mkdir(parents=True)
+    link_bench_dags(home / "dags")
+    env = dags_test_env(home, cluster_env)
+    subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+        env=env,
+        cwd=home,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return home, env
+
+
 @contextlib.contextmanager
 def standalone(
-    *, nodes: int = 2, deployment: bool = True, dags_test: bool = True, parallelism: int = 4
+    *,
+    nodes: int = 2,
+    deployment: bool = True,
+    dags_test: bool = True,
+    parallelism: int = 4,
+    cluster_dir: Path | None = None,
+    airflow_dir: Path | None = None,
 ) -> Iterator[Ground]:
     """A fresh development cluster, Airflow deployment and ``dags test`` home for ``make bench``;
-    everything is stopped afterwards."""
+    everything it started is stopped afterwards. ``cluster_dir`` / ``airflow_dir`` attach to a
+    running cluster / deployment instead (``make airflow-up``; the benchmark DAGs are linked
+    into its DAG folder) and leave them running."""
     from kubernetes import config
 
     from airflow_provider_kbatch.devcluster.airflowdeploy import AirflowDeployment
@@ -525,27 +549,25 @@ def standalone(
     ensure_binaries()
     with tempfile.TemporaryDirectory(prefix="kbatch-bench-") as tmp:
         root = Path(tmp)
-        cluster = DevCluster(root / "cluster", nodes=nodes)
+        cluster = DevCluster(Path(cluster_dir) if cluster_dir else root / "cluster", nodes=nodes)
         started: Any = None
         try:
-            print(f"starting a development cluster ({nodes} process nodes) ...", flush=True)
-            cluster.up(wait_seconds=300)
+            if cluster_dir is None:
+                print(f"starting a development cluster ({nodes} process nodes) ...", flush=True)
+                cluster.up(wait_seconds=300)
+            elif not cluster.status()["ready"]:
+                raise RuntimeError(f"no ready cluster in {cluster_dir}")
             api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
             ground = Ground(api=api)
             if dags_test:
-                home = root / "dagstest"
-                (home / "dags").mkdir(parents=True)
-                link_bench_dags(home / "dags")
-                ground.dags_test_home, ground.dags_test_env = home, dags_test_env(home, cluster.env())
-                subprocess.run(
-                    [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
-                    env=ground.dags_test_env,
-                    cwd=home,
-                    check=True,
-                    capture_output=True,
-                    timeout=600,
-                )
-            if deployment:
+                ground.dags_test_home, ground.dags_test_env = _dags_test_home(root, cluster.env())
+            if deployment and airflow_dir is not None:
+                attached = AirflowDeployment.attach(Path(airflow_dir))
+                if attached is None:
+                    raise RuntimeError(f"no Airflow deployment in {airflow_dir}")
+                link_bench_dags(attached.cfg.dags_folder)
+                ground.deployment = attached
+            elif deployment:
                 print(
                     "starting an Airflow deployment (PostgreSQL, scheduler, triggerer, ...) ...", flush=True
                 )
@@ -565,7 +587,8 @@ def standalone(
             if started is not None:
                 with contextlib.suppress(Exception):
                     started.stop()
-            cluster.down()
+            if cluster_dir is None:
+                cluster.down()
 
 
 # ---------------------------------------------------------------- printing
@@ -593,7 +616,9 @@ def table(title: str, rows: Sequence[Row], *, out: Callable[[str], None] = print
     head = ("figure", "kbatch", "official", "kbatch/official")
     body = [(name, fmt(k), fmt(o), ratio(k, o)) for name, k, o in rows]
     widths = [max(len(r[i]) for r in (head, *body)) for i in range(4)]
-    lines = [f"== {title}", "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    lines = [f"== {title}  [load average {load} on {os.cpu_count()} cores]"]
+    lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in body]
     text = "\n".join(lines)
     out(text + "\n")

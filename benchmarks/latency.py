@@ -49,17 +49,24 @@ class LatencyResult:
         ]
 
 
-def order(runs: int) -> list[str]:
+def order(runs: int, operators: Sequence[str] = OPERATORS) -> list[str]:
     """Alternating, each operator first as often: kbatch official official kbatch ..."""
     out: list[str] = []
     for i in range(runs):
-        out += list(OPERATORS) if i % 2 == 0 else list(reversed(OPERATORS))
+        out += list(operators) if i % 2 == 0 else list(reversed(operators))
     return out
 
 
-def measure(ground: Ground, *, mode: str, runs: int = 3, sleep: float = 10.0) -> LatencyResult:
+def measure(
+    ground: Ground,
+    *,
+    mode: str,
+    runs: int = 3,
+    sleep: float = 10.0,
+    operators: Sequence[str] = OPERATORS,
+) -> LatencyResult:
     result = LatencyResult(mode)
-    for operator in order(runs):
+    for operator in order(runs, operators):
         namespace = ground.namespace(operator)
         conf = {"namespace": namespace, "sleep": sleep}
         if mode == "dags-test":

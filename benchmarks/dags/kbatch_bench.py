@@ -8,7 +8,10 @@ one DAG serves every item of ``benchmarks/run.py``:
 * waiting Jobs (API requests, triggerer memory, event latency): width N, each container waits
   until the file ``release`` exists (the benchmark creates it after its measuring window);
 * fan-out: kbatch width 1 x completions N, official width N x completions 1;
-* retry: width 1 x completions N, the indexes in ``fail`` exit 3 on the first Airflow try.
+* retry: width 1 x completions N, the indexes in ``fail`` exit 3 the first time they run (a
+  marker file in ``marks`` remembers it, so both tries run the same spec: a spec rendered
+  from ``ti.try_number`` would differ between tries, and kbatch rightly resumes only a Job of
+  the same spec).
 
 Every container writes ``{"key": map index, "index": i, "exit_ns": time.time_ns()}`` to its
 termination message just before it exits: the benchmark's zero for "container exit -> task end".
@@ -40,7 +43,12 @@ if release:
         time.sleep(0.2)
 else:
     time.sleep(float(e.get("SLEEP") or 0))
-fail = e.get("TRY") == "1" and str(i) in e.get("FAIL", "").split(",")
+fail = False
+if str(i) in e.get("FAIL", "").split(","):  # once per index: a marker says it failed before
+    marker = os.path.join(e.get("MARKS") or "/nonexistent", f"{e.get('KEY')}-{i}")
+    fail = not os.path.exists(marker)
+    if fail:
+        open(marker, "w").close()
 with open(e.get("KBATCH_TERMINATION_MESSAGE_PATH") or "/dev/termination-log", "w") as out:
     json.dump({"key": e.get("KEY"), "index": i, "exit_ns": time.time_ns()}, out)
 sys.exit(3 if fail else 0)
@@ -52,14 +60,22 @@ PARAMS = {
     "parallelism": Param(1, type="integer", minimum=1),
     "sleep": Param(2.0, type="number"),
     "release": Param("", type="string"),
-    "fail": Param("", type="string", description="indexes that exit 3 on the first try: 0,3,7"),
+    "fail": Param("", type="string", description="indexes that exit 3 on their first run: 0,3,7"),
+    "marks": Param(
+        "", type="string", description="a directory the containers can write: one marker per failed index"
+    ),
 }
 ARGS: dict[str, Any] = {"retries": 1, "retry_delay": timedelta(seconds=1)}
 
 
 def _plan(params: dict[str, Any], env_key: str) -> list[dict[str, Any]]:
-    env = {"SLEEP": str(params["sleep"]), "RELEASE": params["release"], "FAIL": params["fail"]}
-    env["TRY"] = "{{ ti.try_number }}"  # rendered per mapped task instance, after expansion
+    # the same env on every try: a retry runs the same spec (kbatch resumes only an unchanged one)
+    env = {
+        "SLEEP": str(params["sleep"]),
+        "RELEASE": params["release"],
+        "FAIL": params["fail"],
+        "MARKS": params["marks"],
+    }
     return [
         {
             env_key: {**env, "KEY": str(i)},
