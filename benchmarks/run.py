@@ -140,6 +140,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", default="dags-test,deployed", help="latency: dags-test, deployed or both")
     p.add_argument("--jobs", type=_ints, default=[1, 100], help="waiting: deferred Jobs at once, e.g. 1,100")
     p.add_argument("--window", type=float, default=60.0, help="waiting: seconds of the measuring window")
+    p.add_argument("--waiting-operators", default="kbatch,official", help="waiting: kbatch, official or both")
+    p.add_argument("--defer-timeout", type=float, help="waiting: most seconds to wait for all to defer")
     p.add_argument("--fanout", type=int, default=100, help="fanout: indexes / mapped official tasks")
     p.add_argument("--fanout-kbatch-only", type=int, default=0, help="fanout: also kbatch alone at this size")
     p.add_argument("--retry-indexes", type=int, default=100, help="retry: indexes of the stage")
@@ -171,7 +173,13 @@ def side_by_side(args: argparse.Namespace, items: list[str]) -> None:
         if "latency" in items:
             latency.main(ground, runs=args.latency_runs, sleep=args.latency_sleep, modes=modes)
         if "waiting" in items:
-            waiting.main(ground, jobs=args.jobs, window=args.window)
+            waiting.main(
+                ground,
+                jobs=args.jobs,
+                window=args.window,
+                operators=[o for o in args.waiting_operators.split(",") if o],
+                defer_timeout=args.defer_timeout,
+            )
         if "fanout" in items:
             fanout.main(
                 ground, indexes=args.fanout, parallelism=args.parallelism, kbatch_only=args.fanout_kbatch_only

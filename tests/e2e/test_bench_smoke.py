@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from benchmarks import fanout, latency, retry, waiting
-from benchmarks.harness import Ground, link_bench_dags
+from benchmarks.harness import SLOW_MACHINE, Ground, link_bench_dags
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +31,11 @@ def test_every_benchmark_item_produces_sane_figures(
     link_bench_dags(airflow_deployment.cfg.dags_folder)
     link_bench_dags(airflow_env.home / "dags")
     deployed = Ground(api=devcluster.api(), deployment=airflow_deployment)
-    dags_test = Ground(api=devcluster.api(), dags_test_home=airflow_env.home, dags_test_env=airflow_env.env)
+    dags_test = Ground(
+        api=devcluster.api(),
+        dags_test_home=airflow_env.home,
+        dags_test_env={**airflow_env.env, **SLOW_MACHINE},
+    )
     with ThreadPoolExecutor(6) as pool:
         jobs = {
             f"dags-test {op}": pool.submit(
