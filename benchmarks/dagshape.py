@@ -1,4 +1,5 @@
-"""The benchmark DAGs: the same stage run by kbatch and by the official ``KubernetesJobOperator``.
+"""The shape of the benchmark DAGs of ``benchmarks/dags``: one stage, run by kbatch and by the
+official ``KubernetesJobOperator``.
 
 ``kbatch_bench_kbatch`` and ``kbatch_bench_official`` have one shape, chosen by the run's conf:
 ``width`` mapped copies of a stage of ``completions`` indexes (``parallelism`` at a time), so
@@ -27,10 +28,7 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.providers.cncf.kubernetes.operators.job import KubernetesJobOperator
-from airflow.sdk import DAG, Param, task
-
-from airflow_provider_kbatch.operators.job import KbatchJobOperator
+from airflow.sdk import DAG, Param
 
 IMAGE = "ghcr.io/example/kbatch-worker:0.1.0"  # ignored by the process node
 CONTAINER = """
@@ -68,7 +66,7 @@ PARAMS = {
 ARGS: dict[str, Any] = {"retries": 1, "retry_delay": timedelta(seconds=1)}
 
 
-def _plan(params: dict[str, Any], env_key: str) -> list[dict[str, Any]]:
+def plan(params: dict[str, Any], env_key: str) -> list[dict[str, Any]]:
     # the same env on every try: a retry runs the same spec (kbatch resumes only an unchanged one)
     env = {
         "SLEEP": str(params["sleep"]),
@@ -86,7 +84,7 @@ def _plan(params: dict[str, Any], env_key: str) -> list[dict[str, Any]]:
     ]
 
 
-def _dag(dag_id: str) -> DAG:
+def dag(dag_id: str) -> DAG:
     return DAG(
         dag_id=dag_id,
         schedule=None,
@@ -97,39 +95,3 @@ def _dag(dag_id: str) -> DAG:
         max_active_runs=16,
         tags=["kbatch", "benchmark"],
     )
-
-
-with _dag("kbatch_bench_kbatch"):
-
-    @task
-    def plan_kbatch(params: dict[str, Any]) -> list[dict[str, Any]]:
-        return _plan(params, "env")
-
-    KbatchJobOperator.partial(
-        task_id="stage",
-        namespace="{{ params.namespace }}",
-        image=IMAGE,
-        command=["python", "-c", CONTAINER],
-        backoff_limit_per_index=0,
-        progress_interval=30,
-        **ARGS,
-    ).expand_kwargs(plan_kbatch())
-
-
-with _dag("kbatch_bench_official"):
-
-    @task
-    def plan_official(params: dict[str, Any]) -> list[dict[str, Any]]:
-        return _plan(params, "env_vars")
-
-    KubernetesJobOperator.partial(
-        task_id="stage",
-        namespace="{{ params.namespace }}",
-        image=IMAGE,
-        cmds=["python", "-c", CONTAINER],
-        completion_mode="Indexed",
-        backoff_limit=0,
-        wait_until_job_complete=True,
-        deferrable=True,
-        **ARGS,
-    ).expand_kwargs(plan_official())
