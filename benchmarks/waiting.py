@@ -54,7 +54,7 @@ class WaitingResult:
 
     @property
     def total(self) -> float:
-        return sum(self.per_job_minute.values())
+        return sum(self.per_job_minute.values()) if self.per_job_minute else float("nan")
 
     @property
     def growth(self) -> float:
