@@ -10,12 +10,14 @@ checks that every item still produces its figures at the smallest size.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import json
 import os
 import re
 import secrets
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -477,6 +479,7 @@ def world_readable_dir() -> Path:
     """A scratch directory the containers (run as the pod's user on the process node) can read."""
     path = Path(tempfile.mkdtemp(prefix="kbatch-bench-"))
     path.chmod(0o755)
+    atexit.register(shutil.rmtree, path, True)  # release files and markers: gone with the process
     return path
 
 
