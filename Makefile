@@ -58,5 +58,7 @@ airflow-up: setup  ## a real Airflow deployment (PostgreSQL, api-server, schedul
 airflow-down:   ## stop the Airflow deployment of `make airflow-up` (the demo cluster stays: `make down`)
 	$(PY) -m airflow_provider_kbatch.devcluster airflow down --state-dir "$(DEMO_DIR)/airflow-deployment"
 
-bench: setup    ## print the headline figures of the README
-	$(PY) benchmarks/run.py
+# `make bench BENCH_ARGS="--only latency --latency-runs 3"`: one item, other sizes (run.py --help)
+BENCH_ARGS ?=
+bench: setup    ## the README's figures: the cluster, and kbatch side by side with the official KubernetesJobOperator
+	$(PY) benchmarks/run.py $(BENCH_ARGS)

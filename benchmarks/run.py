@@ -1,10 +1,30 @@
 """Headline figures of the README, measured on this machine.
 
-    make bench            # or: python benchmarks/run.py [--indexes 1000] [--runs 3]
+    make bench                                   # everything, at the sizes of the README
+    python benchmarks/run.py --only latency      # one item (repeatable: --only a --only b)
+    python benchmarks/run.py --only waiting --jobs 1,100 --window 60
 
-Prints: warm ``devcluster up`` time to ready (median of N fresh clusters), idle memory of the
-whole control plane, and the wall time of one Indexed Job of N completions on the process node
-(the fan-out a single kbatch task replaces N Airflow task instances with).
+Items (each prints a table; the side-by-side ones with the kbatch / official ratio):
+
+* ``cluster``: warm ``devcluster up`` time to ready (median of ``--runs`` fresh clusters), idle
+  memory of the control plane, one Indexed Job of ``--indexes`` completions on the process node;
+* ``latency``: last container exit -> task end, in ``airflow dags test`` and under the scheduler
+  and triggerer, ``--latency-runs`` alternating runs each (benchmarks/latency.py);
+* ``waiting``: API server requests per waiting Job per minute, open watches, triggerer memory
+  growth and event latency p50/p99 with ``--jobs`` deferred Jobs (benchmarks/waiting.py);
+* ``fanout``: one kbatch stage of ``--fanout`` indexes versus as many mapped official tasks;
+  ``--fanout-kbatch-only`` adds a kbatch run alone at that size (benchmarks/fanout.py);
+* ``retry``: ``--failed`` of ``--retry-indexes`` indexes fail once: index runs and wall time to
+  success (benchmarks/retry.py).
+
+The side-by-side items share one fresh development cluster and one Airflow deployment (PostgreSQL,
+scheduler, triggerer, api-server, dag-processor; ``--airflow-parallelism`` worker slots) with the
+DAGs of ``benchmarks/dags``, and a SQLite home for ``dags test``; all are stopped at the end.
+``--cluster-dir`` and ``--airflow-dir`` use a running cluster and deployment instead (``make
+airflow-up`` starts both in ``~/.cache/kbatch/demo``), e.g. to rerun item 1 after a change::
+
+    python benchmarks/run.py --only latency --cluster-dir ~/.cache/kbatch/demo/cluster \\
+        --airflow-dir ~/.cache/kbatch/demo/airflow-deployment
 """
 
 from __future__ import annotations
@@ -102,13 +122,84 @@ def bench_indexed(indexes: int, parallelism: int) -> float:
             cluster.down()
 
 
+ITEMS = ("cluster", "latency", "waiting", "fanout", "retry")
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", action="append", choices=ITEMS, help="run this item only (repeatable)")
+    p.add_argument("--runs", type=int, default=3, help="cluster: fresh clusters started")
+    p.add_argument("--indexes", type=int, default=1000, help="cluster: completions of the bare Job")
+    p.add_argument("--parallelism", type=int, default=50, help="parallelism of the Indexed Jobs")
+    p.add_argument("--latency-runs", type=int, default=5, help="latency: runs of each operator per mode")
+    p.add_argument("--latency-sleep", type=float, default=10.0, help="latency: seconds each container runs")
+    p.add_argument("--modes", default="dags-test,deployed", help="latency: dags-test, deployed or both")
+    p.add_argument("--jobs", type=_ints, default=[1, 100], help="waiting: deferred Jobs at once, e.g. 1,100")
+    p.add_argument("--window", type=float, default=60.0, help="waiting: seconds of the measuring window")
+    p.add_argument("--waiting-operators", default="kbatch,official", help="waiting: kbatch, official or both")
+    p.add_argument("--defer-timeout", type=float, help="waiting: most seconds to wait for all to defer")
+    p.add_argument("--fanout", type=int, default=100, help="fanout: indexes / mapped official tasks")
+    p.add_argument("--fanout-kbatch-only", type=int, default=0, help="fanout: also kbatch alone at this size")
+    p.add_argument("--retry-indexes", type=int, default=100, help="retry: indexes of the stage")
+    p.add_argument("--failed", type=int, default=10, help="retry: indexes that fail on the first try")
+    p.add_argument("--nodes", type=int, default=3, help="process nodes of the cluster (110 pods each)")
+    p.add_argument("--airflow-parallelism", type=int, default=4, help="LocalExecutor worker slots")
+    p.add_argument("--cluster-dir", type=Path, help="use this running cluster (devcluster --state-dir)")
+    p.add_argument("--airflow-dir", type=Path, help="use this running deployment (airflow up --state-dir)")
+    return p
+
+
+def side_by_side(args: argparse.Namespace, items: list[str]) -> None:
+    from benchmarks import fanout, latency, retry, waiting
+    from benchmarks.harness import standalone
+
+    modes = [m for m in args.modes.split(",") if m]
+    needs_dags_test = "latency" in items and "dags-test" in modes
+    needs_deployment = any(i in items for i in ("waiting", "fanout", "retry")) or (
+        "latency" in items and "deployed" in modes
+    )
+    with standalone(
+        nodes=args.nodes,
+        deployment=needs_deployment,
+        dags_test=needs_dags_test,
+        parallelism=args.airflow_parallelism,
+        cluster_dir=args.cluster_dir,
+        airflow_dir=args.airflow_dir,
+    ) as ground:
+        if "latency" in items:
+            latency.main(ground, runs=args.latency_runs, sleep=args.latency_sleep, modes=modes)
+        if "waiting" in items:
+            waiting.main(
+                ground,
+                jobs=args.jobs,
+                window=args.window,
+                operators=[o for o in args.waiting_operators.split(",") if o],
+                defer_timeout=args.defer_timeout,
+            )
+        if "fanout" in items:
+            fanout.main(
+                ground, indexes=args.fanout, parallelism=args.parallelism, kbatch_only=args.fanout_kbatch_only
+            )
+        if "retry" in items:
+            retry.main(ground, indexes=args.retry_indexes, failed=args.failed, parallelism=args.parallelism)
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--indexes", type=int, default=1000)
-    parser.add_argument("--parallelism", type=int, default=50)
-    args = parser.parse_args()
+    args = parser().parse_args()
+    items = args.only or list(ITEMS)
     ensure_binaries()
+    if any(i != "cluster" for i in items):
+        side_by_side(args, items)
+    if "cluster" in items:
+        cluster_figures(args)
+    return 0
+
+
+def cluster_figures(args: argparse.Namespace) -> None:
     times, memory = bench_up(args.runs)
     print(f"devcluster up (warm, fresh state) : median {statistics.median(times):.1f}s over {len(times)} runs "
           f"({', '.join(f'{t:.1f}' for t in times)})")  # fmt: skip
@@ -117,7 +208,6 @@ def main() -> int:
     wall = bench_indexed(args.indexes, args.parallelism)
     print(f"Indexed Job, {args.indexes} completions, parallelism {args.parallelism} : {wall:.1f}s wall "
           f"({args.indexes / wall:.1f} pods/s) on the process node")  # fmt: skip
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,230 @@
+"""Items 2 and 3: what N Jobs cost while they wait, kbatch versus the official operator, under
+the deployment's scheduler and triggerer.
+
+N mapped task instances of one stage each, deferred at once; every container waits until the
+benchmark creates its release file. Once all N are deferred and all N pods run, the benchmark
+reads the API server's ``/metrics`` over a window of ``--window`` seconds:
+``apiserver_request_total`` deltas by verb over Jobs, pods, ConfigMaps and events, less the
+background rate of the same counters measured before (the controllers, the node), per waiting
+Job per minute; and the ``apiserver_longrunning_requests`` WATCH gauge. The triggerer's
+memory is the RSS of its process tree, peak during the window minus just before the run. Then
+the release file appears, all N containers exit within a fraction of a second, and the event
+latency is each container's own exit timestamp -> its task instance's ``end_date``
+(p50 / p99 over the N).
+
+    python benchmarks/run.py --only waiting --jobs 1,100 --window 60
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks.harness import (
+    OPERATORS,
+    Ground,
+    PodRecorder,
+    delta,
+    open_watches,
+    percentile,
+    requests_by_verb,
+    rss_mib,
+    scrape,
+    table,
+)
+
+VERBS = ("GET", "LIST", "WATCH", "CREATE", "UPDATE", "PATCH", "DELETE")
+
+
+@dataclass
+class WaitingResult:
+    operator: str
+    jobs: int
+    waiting: float  # task instances deferred during the window (all ``jobs`` unless the machine was too slow)
+    window: float
+    per_job_minute: dict[str, float]  # by verb, background removed
+    watches: float  # WATCH requests the waits opened on the resources (most seen, less the background)
+    rss_before: float
+    rss_peak: float
+    defer_seconds: float  # trigger -> all N deferred with their pods running
+    latencies: list[float]
+    state: str
+
+    @property
+    def total(self) -> float:
+        return sum(self.per_job_minute.values()) if self.per_job_minute else float("nan")
+
+    @property
+    def growth(self) -> float:
+        return self.rss_peak - self.rss_before
+
+
+RECORDER_WATCHES = 2  # the benchmark's own pod and Job watches of the namespace
+
+
+NONE = WaitingResult(
+    operator="-",
+    jobs=1,
+    waiting=float("nan"),
+    window=float("nan"),
+    per_job_minute={},
+    watches=float("nan"),
+    rss_before=float("nan"),
+    rss_peak=float("nan"),
+    defer_seconds=float("nan"),
+    latencies=[],
+    state="not run",
+)  # an operator left out (--waiting-operators): dashes in its column
+
+
+def background(ground: Ground, seconds: float) -> tuple[dict[str, float], float]:
+    """Requests per second by verb, and open WATCH requests, with no benchmark Job waiting."""
+    first = scrape(ground.api)
+    time.sleep(seconds)
+    last = scrape(ground.api)
+    rate = {
+        verb: count / seconds
+        for verb, count in delta(requests_by_verb(last), requests_by_verb(first)).items()
+    }
+    return rate, min(open_watches(first), open_watches(last))
+
+
+def _running_pods(ground: Ground, namespace: str) -> int:
+    from kubernetes import client
+
+    pods = client.CoreV1Api(ground.api).list_namespaced_pod(namespace).items
+    return sum(1 for p in pods if p.status.phase == "Running")
+
+
+def _deferred(ground: Ground, operator: str, run_id: str) -> int:
+    return len(ground.deployed_tasks(operator, run_id, state="deferred"))
+
+
+def _wait_all_deferred(
+    ground: Ground, operator: str, run_id: str, namespace: str, jobs: int, timeout: float
+) -> int:
+    """Wait until all ``jobs`` task instances are deferred with their pods running, at most
+    ``timeout`` seconds; the number deferred then (on a loaded machine not all may be)."""
+    deadline = time.monotonic() + timeout
+    deferred = 0
+    while time.monotonic() < deadline:
+        ground.deployment.assert_running()
+        found = ground.deployed_run(operator, run_id)
+        if found and found[0] in ("success", "failed"):
+            raise RuntimeError(f"{operator} run {run_id} ended {found[0]} before its Jobs were released")
+        deferred = _deferred(ground, operator, run_id)
+        if deferred >= jobs and _running_pods(ground, namespace) >= jobs:
+            return deferred
+        time.sleep(1)
+    if not deferred:
+        raise TimeoutError(f"{operator}: none of {jobs} task instances deferred in {timeout:.0f}s")
+    print(f"{operator}: {deferred} of {jobs} task instances deferred after {timeout:.0f}s; measuring those")
+    return deferred
+
+
+def measure(
+    ground: Ground,
+    operator: str,
+    *,
+    jobs: int,
+    window: float,
+    rate: dict[str, float],
+    watches0: float,
+    defer_timeout: float | None = None,
+) -> WaitingResult:
+    namespace = ground.namespace(operator)
+    release = ground.scratch / f"{namespace}.release"
+    triggerer = ground.deployment.pids["triggerer"]
+    conf = {"namespace": namespace, "width": jobs, "release": str(release)}
+    with PodRecorder(ground.api, namespace) as pods:
+        rss_before = rss_mib(triggerer)
+        started = time.monotonic()
+        run_id = ground.trigger(operator, conf)
+        timeout = 300 + 6 * jobs if defer_timeout is None else defer_timeout
+        deferred0 = _wait_all_deferred(ground, operator, run_id, namespace, jobs, timeout)
+        defer_seconds = time.monotonic() - started
+        time.sleep(5)  # let the last deferrals' first calls pass
+        first = scrape(ground.api)
+        watches, peak = open_watches(first), rss_mib(triggerer)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < window:
+            time.sleep(min(5.0, max(0.0, window - (time.monotonic() - t0))))
+            peak = max(peak, rss_mib(triggerer))
+        last = scrape(ground.api)
+        seconds = time.monotonic() - t0
+        watches = max(watches, open_watches(last))
+        waiting = (deferred0 + _deferred(ground, operator, run_id)) / 2  # Jobs waiting, on average
+        counted = delta(requests_by_verb(last), requests_by_verb(first))
+        release.touch()
+        run = ground.wait_deployed(operator, run_id, timeout=600 + 3 * jobs)
+        time.sleep(1)
+    run.pods, run.jobs_done = pods.records(), dict(pods.jobs_done)
+    ground.drop(namespace)
+    per_job_minute = {
+        verb: max(0.0, counted.get(verb, 0.0) - rate.get(verb, 0.0) * seconds) / waiting / (seconds / 60)
+        for verb in sorted(set(counted) | set(rate))
+    }
+    return WaitingResult(
+        operator=operator,
+        jobs=jobs,
+        waiting=waiting,
+        window=seconds,
+        per_job_minute=per_job_minute,
+        watches=watches - watches0 - RECORDER_WATCHES,
+        rss_before=rss_before,
+        rss_peak=peak,
+        defer_seconds=defer_seconds,
+        latencies=run.exit_to_end(),
+        state=run.state,
+    )
+
+
+def rows(found: dict[str, WaitingResult]) -> list[tuple[str, Any, Any]]:
+    k, o = found.get("kbatch", NONE), found.get("official", NONE)
+    out: list[tuple[str, Any, Any]] = [("API requests per waiting Job per minute", k.total, o.total)]
+    for verb in VERBS:
+        if k.per_job_minute.get(verb) or o.per_job_minute.get(verb):
+            out.append(
+                (f"  of which {verb}", k.per_job_minute.get(verb, 0.0), o.per_job_minute.get(verb, 0.0))
+            )
+    out += [
+        ("open WATCH requests added (jobs/pods/configmaps/events)", k.watches, o.watches),
+        ("triggerer RSS growth, MiB", k.growth, o.growth),
+        ("triggerer RSS growth per Job, MiB", k.growth / k.jobs, o.growth / o.jobs),
+        ("Jobs waiting (deferred) in the window", k.waiting, o.waiting),
+        (
+            "event latency p50, s (container exit -> task end)",
+            percentile(k.latencies, 50),
+            percentile(o.latencies, 50),
+        ),
+        ("event latency p99, s", percentile(k.latencies, 99), percentile(o.latencies, 99)),
+        ("trigger -> all deferred and running, s", k.defer_seconds, o.defer_seconds),
+        ("task instances measured", len(k.latencies), len(o.latencies)),
+    ]
+    return out
+
+
+def main(
+    ground: Ground,
+    *,
+    jobs: Sequence[int],
+    window: float,
+    baseline: float = 30.0,
+    operators: Sequence[str] = OPERATORS,
+    defer_timeout: float | None = None,
+) -> dict[int, dict[str, WaitingResult]]:
+    rate, watches0 = background(ground, baseline)
+    results: dict[int, dict[str, WaitingResult]] = {}
+    for i, n in enumerate(jobs):
+        sequence = tuple(operators) if i % 2 == 0 else tuple(reversed(operators))
+        found = {
+            op: measure(
+                ground, op, jobs=n, window=window, rate=rate, watches0=watches0, defer_timeout=defer_timeout
+            )
+            for op in sequence
+        }
+        results[n] = found
+        table(f"{n} Jobs waiting (deferred), {window:.0f} s window", rows(found))
+    return results
