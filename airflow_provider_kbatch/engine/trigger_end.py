@@ -34,6 +34,7 @@ REASONS: dict[str, str] = {
     "task_hooks": "pre_execute, post_execute or on_execute_callback would run again on the worker",
     "execute_complete_overridden": "a subclass overrides execute_complete",
     "custom_xcom_backend": "[core] xcom_backend is not the default: the triggerer writes XComs to the database",
+    "not_in_triggerer": "the trigger runs outside a triggerer (airflow dags test), which resumes the task with the event's payload",
     "not_succeeded": "the Job did not succeed: execute_complete fails the task (FailJob stays final, on_failure runs)",
     "manifest_changed": "the Job changed since the deferral: the rendered job_manifest is refreshed by a worker",
 }
@@ -52,6 +53,7 @@ class EndFacts:
     task_hooks: bool = False
     execute_complete_overridden: bool = False
     custom_xcom_backend: bool = False
+    in_triggerer: bool = True
     job_succeeded: bool | None = None
     manifest_changed: bool = False
 
@@ -69,6 +71,7 @@ def fallback_reasons(facts: EndFacts) -> tuple[str, ...]:
         "task_hooks": facts.task_hooks,
         "execute_complete_overridden": facts.execute_complete_overridden,
         "custom_xcom_backend": facts.custom_xcom_backend,
+        "not_in_triggerer": not facts.in_triggerer,
         "not_succeeded": facts.job_succeeded is False,
         "manifest_changed": facts.manifest_changed,
     }

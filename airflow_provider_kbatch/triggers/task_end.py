@@ -100,6 +100,9 @@ async def end_task(trigger: Any, spec: dict[str, Any], event: dict[str, Any]) ->
     manifest = job_as_ran(job) if job is not None else None
     facts = EndFacts(
         airflow_can_end_task=task_end_events_available(),
+        # a triggerer hands the trigger its task instance; `airflow dags test` runs it inline
+        # without one and resumes the task with the event's payload whatever its class
+        in_triggerer=trigger.task_instance is not None,
         job_succeeded=succeeded,
         manifest_changed=manifest is not None and manifest_digest(manifest) != spec.get("manifest_digest"),
     )

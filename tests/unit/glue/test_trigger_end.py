@@ -4,6 +4,7 @@ operator tells the trigger, and what the trigger does with it (a fake of the hoo
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -36,6 +37,7 @@ CAUSES: dict[str, dict[str, Any]] = {
     "task_hooks": {"task_hooks": True},
     "execute_complete_overridden": {"execute_complete_overridden": True},
     "custom_xcom_backend": {"custom_xcom_backend": True},
+    "not_in_triggerer": {"in_triggerer": False},
     "not_succeeded": {"job_succeeded": False},
     "manifest_changed": {"manifest_changed": True},
 }
@@ -178,6 +180,7 @@ def _deferred_trigger(**kwargs: Any) -> tuple[FakeHook, KbatchJobTrigger, str]:
     assert isinstance(trigger, KbatchJobTrigger)
     trigger.__dict__["hook"] = hook
     trigger.async_hook = lambda: AsyncFake(hook)  # type: ignore[method-assign]
+    trigger.task_instance = SimpleNamespace(dag_id="etl", task_id="ingest")  # set by a triggerer
     return hook, trigger, trigger.job_name
 
 
@@ -250,6 +253,15 @@ async def test_without_task_end_events_the_trigger_does_not_end_the_task(
     hook, trigger, name = _deferred_trigger()
     _finished(hook, name, "Complete", "CompletionsReached", completedIndexes="0-3", succeeded=4)
     monkeypatch.setattr(task_end, "TaskSuccessEvent", None)
+    assert await task_end.end_task(trigger, trigger.end_task or {}, _event(name)) is None
+
+
+async def test_outside_a_triggerer_the_trigger_does_not_end_the_task() -> None:
+    """``airflow dags test`` runs the trigger inline, without a task instance, and would resume
+    the task with the TaskSuccessEvent's payload (the string "success")."""
+    hook, trigger, name = _deferred_trigger()
+    _finished(hook, name, "Complete", "CompletionsReached", completedIndexes="0-3", succeeded=4)
+    trigger.task_instance = None
     assert await task_end.end_task(trigger, trigger.end_task or {}, _event(name)) is None
 
 
