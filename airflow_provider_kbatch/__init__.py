@@ -103,7 +103,7 @@ CONFIG = {
                 "description": "Whether a deferred KbatchJobOperator stage whose Job succeeded ends "
                 "in the triggerer (TaskSuccessEvent, with its XComs) instead of resuming in a worker "
                 "for execute_complete, when nothing is left that needs a worker (no outlets, no "
-                'cache, no tracing, ...: README "Ending the task in the triggerer"). Saves the '
+                'cache, ...: README "Ending the task in the triggerer"). Saves the '
                 "scheduling round trip after the Job ends. An operator's end_in_triggerer argument "
                 "wins.\n",
                 "version_added": "0.1.0",

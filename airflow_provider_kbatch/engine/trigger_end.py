@@ -29,7 +29,7 @@ REASONS: dict[str, str] = {
     "airflow_without_task_end_events": "the triggerer's Airflow has no TaskSuccessEvent (airflow.triggers.base)",
     "outlets": "the task has outlets: the triggerer emits no Asset events",
     "cache": "cache=True: the cache index is written by execute_complete",
-    "tracing": "tracing is on: execute_complete ends the stage span",
+    "tracing": "the stage is traced but the triggerer has no tracer provider: execute_complete ends the stage span",
     "mapped_downstream": "a downstream task is mapped over this task's XCom (its length is recorded by a worker)",
     "task_hooks": "pre_execute, post_execute or on_execute_callback would run again on the worker",
     "execute_complete_overridden": "a subclass overrides execute_complete",

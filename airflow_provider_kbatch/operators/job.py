@@ -215,7 +215,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
     :param end_in_triggerer: when the deferred Job succeeds, the trigger finishes the stage (results,
         ledger, metrics) and ends the task itself (``TaskSuccessEvent`` with the XComs) instead of a
         worker resuming it for ``execute_complete`` -- a scheduling round trip (2-3 s) less. Only
-        where nothing needs a worker: no outlets (``output=``), no ``cache``, no tracing, ... (every
+        where nothing needs a worker: no outlets (``output=``), no ``cache``, ... (every
         reason: :data:`airflow_provider_kbatch.engine.trigger_end.REASONS`); a failure always resumes
         in a worker. ``None`` (default): ``[kbatch] end_in_triggerer`` (default True).
     :param on_kill: what killing the task does to the Job: ``delete`` (foreground), ``suspend`` or ``keep``.
@@ -791,7 +791,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
                     config_file=self.config_file,
                     not_before=time.time() + event_hold_seconds(),
                     traceparent=stage_trace.traceparent,
-                    end_task=self._end_task(identity, spec.completions, job, stage_trace.enabled),
+                    end_task=self._end_task(identity, spec.completions, job, stage_trace.to_dict()),
                 ),
                 method_name="execute_complete",
                 kwargs=outcome,
@@ -800,7 +800,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         return self.execute_complete(context, event, **outcome)
 
     # ---------------------------------------------------------------- ending in the triggerer
-    def end_in_triggerer_facts(self, *, tracing: bool) -> EndFacts:
+    def end_in_triggerer_facts(self) -> EndFacts:
         """What this task tells of :func:`~airflow_provider_kbatch.engine.trigger_end.fallback_reasons`
         at the deferral (the Job's outcome is known only in the trigger)."""
         enabled = end_in_triggerer() if self.end_in_triggerer is None else bool(self.end_in_triggerer)
@@ -816,7 +816,6 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
             airflow_can_end_task=task_end_events_available(),
             outlets=bool(self.outlets) or self.output_name is not None,
             cache=bool(self.cache),
-            tracing=tracing,
             mapped_downstream=self.has_dag() and next(iter(self.iter_mapped_dependants()), None) is not None,
             task_hooks=hooks,
             execute_complete_overridden=type(self).execute_complete is not KbatchJobOperator.execute_complete
@@ -825,10 +824,10 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         )
 
     def _end_task(
-        self, identity: JobIdentity, completions: int, job: dict[str, Any], tracing: bool
+        self, identity: JobIdentity, completions: int, job: dict[str, Any], trace: dict[str, Any] | None
     ) -> dict[str, Any] | None:
         """The trigger's ``end_task`` when the task may end in the triggerer, else None (logged)."""
-        reasons = fallback_reasons(self.end_in_triggerer_facts(tracing=tracing))
+        reasons = fallback_reasons(self.end_in_triggerer_facts())
         if reasons:
             self.log.info("when the Job ends, the task resumes in a worker: %s", explain(reasons))
             return None
@@ -839,6 +838,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
             job=job,
             xcom_return=bool(self.do_xcom_push),
             multiple_outputs=bool(self.multiple_outputs),
+            trace=trace,
         )
 
     # ---------------------------------------------------------------- concurrency across runs (issue 11)

@@ -25,7 +25,7 @@ from typing import Any
 from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_kbatch.engine.outcome import finish_stage
-from airflow_provider_kbatch.engine.submission import remove_superseded
+from airflow_provider_kbatch.engine.submission import job_index_map, remove_superseded
 from airflow_provider_kbatch.engine.trigger_end import (
     REASONS,
     EndFacts,
@@ -35,6 +35,7 @@ from airflow_provider_kbatch.engine.trigger_end import (
 )
 from airflow_provider_kbatch.glue.metrics import emit as emit_metrics
 from airflow_provider_kbatch.glue.metrics import failure_reasons, stage_metrics
+from airflow_provider_kbatch.glue.tracing import StageTrace, tracing_on
 from airflow_provider_kbatch.spec.names import CONTROLLER_UID_LABEL, JobIdentity
 from airflow_provider_kbatch.status import job_outcome
 
@@ -59,8 +60,11 @@ def end_task_spec(
     job: dict[str, Any],
     xcom_return: bool,
     multiple_outputs: bool,
+    trace: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The trigger's ``end_task`` argument (plain JSON): what finishing needs of the stage."""
+    """The trigger's ``end_task`` argument (plain JSON): what finishing needs of the stage;
+    ``trace``: the stage's :class:`~airflow_provider_kbatch.glue.tracing.StageTrace` (the trigger
+    ends the stage span), None when tracing is off."""
     return {
         "identity": {
             "dag_id": identity.dag_id,
@@ -73,6 +77,7 @@ def end_task_spec(
         "manifest_digest": manifest_digest(job_as_ran(job)),
         "xcom_return": xcom_return,
         "multiple_outputs": multiple_outputs,
+        "trace": trace,
     }
 
 
@@ -103,6 +108,7 @@ async def end_task(trigger: Any, spec: dict[str, Any], event: dict[str, Any]) ->
         # a triggerer hands the trigger its task instance; `airflow dags test` runs it inline
         # without one and resumes the task with the event's payload whatever its class
         in_triggerer=trigger.task_instance is not None,
+        tracing=StageTrace.from_dict(spec.get("trace")).enabled and not tracing_on(),
         job_succeeded=succeeded,
         manifest_changed=manifest is not None and manifest_digest(manifest) != spec.get("manifest_digest"),
     )
@@ -133,12 +139,14 @@ async def _finish(
     log = trigger.log
     namespace, name = event["namespace"], event["name"]
     hook = trigger.hook  # sync: the engine runs in a thread
+    stage_trace = StageTrace.from_dict(spec.get("trace"))
     log.info(
         "the Job %s/%s as it ran (also the XCom job_manifest):\n%s",
         namespace,
         name,
         yaml.safe_dump(manifest, sort_keys=False, width=110),
     )
+    stage_trace.start("results")
     result, failure = await asyncio.to_thread(
         finish_stage, hook, namespace, identity, job, completions=completions, log=log, output_name=None
     )
@@ -152,6 +160,14 @@ async def _finish(
         reasons=failure_reasons(pods),
     )
     await asyncio.to_thread(remove_superseded, hook, namespace, identity, job, log=log)
+    stage_trace.stop("results")
+    stage_trace.end(
+        identity.task_id,
+        job=job,
+        pods=pods,
+        index_map=job_index_map(job),
+        attributes={"kbatch.namespace": namespace, "kbatch.job": name},
+    )
     xcoms: dict[str, Any] = {"job_manifest": manifest}
     if spec.get("xcom_return", True):
         if spec.get("multiple_outputs"):

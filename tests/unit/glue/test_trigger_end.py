@@ -109,7 +109,7 @@ def test_a_plain_stage_asks_the_trigger_to_end_it() -> None:
 )
 def test_operator_arguments_that_keep_the_worker(kwargs: dict[str, Any], reason: str) -> None:
     op = operator(FakeHook(), **kwargs)
-    assert reason in fallback_reasons(op.end_in_triggerer_facts(tracing=False))
+    assert reason in fallback_reasons(op.end_in_triggerer_facts())
     if reason != "cache":  # a cache hit needs more of the fake; the facts are what matter
         assert _end_task(op) is None
 
@@ -119,12 +119,7 @@ def test_outlets_keep_the_worker() -> None:
 
     with DAG("etl", schedule=None):
         op = operator(FakeHook(), outlets=[Asset("s3://bucket/out")])
-    assert fallback_reasons(op.end_in_triggerer_facts(tracing=False)) == ("outlets",)
-
-
-def test_tracing_keeps_the_worker() -> None:
-    op = operator(FakeHook())
-    assert fallback_reasons(op.end_in_triggerer_facts(tracing=True)) == ("tracing",)
+    assert fallback_reasons(op.end_in_triggerer_facts()) == ("outlets",)
 
 
 def test_a_subclass_overriding_execute_complete_keeps_the_worker() -> None:
@@ -133,19 +128,19 @@ def test_a_subclass_overriding_execute_complete_keeps_the_worker() -> None:
             return super().execute_complete(context, event, **kwargs)
 
     op = Mine(task_id="t", image="i", namespace=NS)
-    assert fallback_reasons(op.end_in_triggerer_facts(tracing=False)) == ("execute_complete_overridden",)
+    assert fallback_reasons(op.end_in_triggerer_facts()) == ("execute_complete_overridden",)
 
 
 def test_the_config_option_and_a_custom_xcom_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW__KBATCH__END_IN_TRIGGERER", "False")
-    assert fallback_reasons(operator(FakeHook()).end_in_triggerer_facts(tracing=False)) == ("disabled",)
+    assert fallback_reasons(operator(FakeHook()).end_in_triggerer_facts()) == ("disabled",)
     # the operator's argument wins over the option
     op = operator(FakeHook(), end_in_triggerer=True)
-    assert fallback_reasons(op.end_in_triggerer_facts(tracing=False)) == ()
+    assert fallback_reasons(op.end_in_triggerer_facts()) == ()
     monkeypatch.setenv("AIRFLOW__CORE__XCOM_BACKEND", "my.storage.ObjectXCom")
-    assert fallback_reasons(op.end_in_triggerer_facts(tracing=False)) == ("custom_xcom_backend",)
+    assert fallback_reasons(op.end_in_triggerer_facts()) == ("custom_xcom_backend",)
     monkeypatch.setenv("AIRFLOW__CORE__XCOM_BACKEND", "airflow.sdk.execution_time.xcom.BaseXCom")
-    assert fallback_reasons(op.end_in_triggerer_facts(tracing=False)) == ()
+    assert fallback_reasons(op.end_in_triggerer_facts()) == ()
 
 
 def test_a_bad_end_in_triggerer_fails_before_any_request_and_names_the_field() -> None:
@@ -263,6 +258,58 @@ async def test_outside_a_triggerer_the_trigger_does_not_end_the_task() -> None:
     _finished(hook, name, "Complete", "CompletionsReached", completedIndexes="0-3", succeeded=4)
     trigger.task_instance = None
     assert await task_end.end_task(trigger, trigger.end_task or {}, _event(name)) is None
+
+
+def _traced(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A tracer provider with an in-memory exporter, as Airflow installs one with otel_on."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    return exporter
+
+
+def _traced_context() -> dict[str, Any]:
+    ctx = context()
+    ctx["ti"].context_carrier = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+    return ctx
+
+
+async def test_a_traced_stage_ends_its_stage_span_in_the_triggerer(monkeypatch: pytest.MonkeyPatch) -> None:
+    exporter = _traced(monkeypatch)
+    hook = FakeHook()
+    trigger = deferred(operator(hook), _traced_context()).trigger
+    spec = trigger.end_task or {}
+    assert spec["trace"] and spec["trace"]["steps"].keys() >= {"validate", "submit"}
+    trigger.__dict__["hook"] = hook
+    trigger.async_hook = lambda: AsyncFake(hook)  # type: ignore[method-assign]
+    trigger.task_instance = SimpleNamespace(dag_id="etl", task_id="ingest")
+    _finished(hook, trigger.job_name, "Complete", "CompletionsReached", completedIndexes="0-3", succeeded=4)
+    assert isinstance(await task_end.end_task(trigger, spec, _event(trigger.job_name)), TaskSuccessEvent)
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    stage = spans["kbatch.stage ingest"]
+    assert stage.parent is not None and stage.parent.span_id == 0x00F067AA0BA902B7
+    assert spans["kbatch.results"].parent.span_id == stage.context.span_id
+    assert {"kbatch.validate", "kbatch.submit", "kbatch.run"} <= set(spans)
+
+
+async def test_a_traced_stage_resumes_in_a_worker_when_the_triggerer_has_no_tracer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _traced(monkeypatch)
+    hook = FakeHook()
+    trigger = deferred(operator(hook), _traced_context()).trigger
+    trigger.__dict__["hook"] = hook
+    trigger.async_hook = lambda: AsyncFake(hook)  # type: ignore[method-assign]
+    trigger.task_instance = SimpleNamespace(dag_id="etl", task_id="ingest")
+    _finished(hook, trigger.job_name, "Complete", "CompletionsReached", completedIndexes="0-3", succeeded=4)
+    monkeypatch.setattr(task_end, "tracing_on", lambda: False)
+    assert await task_end.end_task(trigger, trigger.end_task or {}, _event(trigger.job_name)) is None
 
 
 def test_facts_are_a_frozen_record() -> None:
