@@ -96,9 +96,14 @@ async def end_task(trigger: Any, spec: dict[str, Any], event: dict[str, Any]) ->
     except (KeyError, TypeError, ValueError) as err:  # a spec of another version: the worker decides
         log.warning("end_task %r unreadable (%s): the task resumes in a worker", spec, err)
         return None
+    reader = trigger.async_hook()
     job = None
     if event.get("status") == "finished" and event.get("succeeded"):
-        job = await trigger.async_hook().get_job(namespace, name)
+        try:
+            job = await reader.get_job(namespace, name)
+        except Exception as err:  # execute_complete reads it again (and reports what it finds)
+            log.warning("reading job %s/%s failed (%s): the task resumes in a worker", namespace, name, err)
+            return None
     succeeded = (
         job is not None and job_outcome(job).succeeded and job["metadata"].get("uid") == event.get("uid")
     )
@@ -117,7 +122,7 @@ async def end_task(trigger: Any, spec: dict[str, Any], event: dict[str, Any]) ->
         log.info("the task resumes in a worker for execute_complete: %s", explain(reasons) or "no Job")
         return None
     try:
-        return await _finish(trigger, spec, identity, completions, job, manifest, event)
+        return await _finish(trigger, reader, spec, identity, completions, job, manifest, event)
     except Exception:  # execute_complete redoes every step; a retry of them is harmless
         log.exception(
             "finishing job %s/%s in the triggerer failed: the task resumes in a worker", namespace, name
@@ -127,6 +132,7 @@ async def end_task(trigger: Any, spec: dict[str, Any], event: dict[str, Any]) ->
 
 async def _finish(
     trigger: Any,
+    reader: Any,
     spec: dict[str, Any],
     identity: JobIdentity,
     completions: int,
@@ -152,7 +158,7 @@ async def _finish(
     )
     if failure is not None:  # cannot happen for a succeeded Job; never end a failure here
         raise RuntimeError(f"the Job's outcome changed while finishing: {failure.message}")
-    pods = await trigger.async_hook().list_pods(namespace, f"{CONTROLLER_UID_LABEL}={job['metadata']['uid']}")
+    pods = await reader.list_pods(namespace, f"{CONTROLLER_UID_LABEL}={job['metadata']['uid']}")
     emit_metrics(
         stage_metrics(job, event, result),
         succeeded=True,

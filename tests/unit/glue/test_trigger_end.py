@@ -240,6 +240,8 @@ async def test_an_error_while_finishing_resumes_in_a_worker(monkeypatch: pytest.
 
     monkeypatch.setattr(task_end, "finish_stage", broken)
     assert await task_end.end_task(trigger, trigger.end_task or {}, _event(name)) is None
+    monkeypatch.setattr(AsyncFake, "get_job", broken)  # also when reading the Job fails
+    assert await task_end.end_task(trigger, trigger.end_task or {}, _event(name)) is None
 
 
 async def test_without_task_end_events_the_trigger_does_not_end_the_task(
