@@ -53,7 +53,7 @@ with DAG(
             progress_interval=5,
             # a worker whose start times out in a loaded api-server fails the try before the stage
             # runs; the retry runs it (the test checks one attempt ran the Job, and succeeded)
-            retries=1,
-            retry_delay=datetime.timedelta(seconds=1),
+            retries=3,
+            retry_delay=datetime.timedelta(seconds=2),
             **extra,
         )
