@@ -122,7 +122,10 @@ def _check_run(
     return tries
 
 
-@pytest.mark.timeout(900)
+RUNS = int(os.environ.get("KBATCH_TRIGGER_END_RUNS", "1"))
+
+
+@pytest.mark.timeout(900 + 300 * (RUNS - 1))
 def test_a_succeeded_stage_ends_in_the_triggerer_and_one_with_outlets_still_resumes(
     airflow_deployment: Any, devcluster: ClusterHandle, namespace: str, record_property: Any
 ) -> None:
@@ -131,7 +134,7 @@ def test_a_succeeded_stage_ends_in_the_triggerer_and_one_with_outlets_still_resu
     deployment.unpause(DAG_ID)
     latencies: dict[str, list[float]] = {t: [] for t in TASKS}
     after_seen: dict[str, list[float]] = {t: [] for t in TASKS}
-    for _ in range(int(os.environ.get("KBATCH_TRIGGER_END_RUNS", "1"))):
+    for _ in range(RUNS):
         marker = f"te-{secrets.token_hex(4)}"
         run_id = f"manual__{marker}"
         deployment.trigger(DAG_ID, run_id, conf={"namespace": namespace, "marker": marker})
