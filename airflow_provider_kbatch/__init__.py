@@ -99,6 +99,18 @@ CONFIG = {
                 "example": "0",
                 "default": "6.0",
             },
+            "end_in_triggerer": {
+                "description": "Whether a deferred KbatchJobOperator stage whose Job succeeded ends "
+                "in the triggerer (TaskSuccessEvent, with its XComs) instead of resuming in a worker "
+                "for execute_complete, when nothing is left that needs a worker (no outlets, no "
+                'cache, ...: README "Ending the task in the triggerer"). Saves the '
+                "scheduling round trip after the Job ends. An operator's end_in_triggerer argument "
+                "wins.\n",
+                "version_added": "0.1.0",
+                "type": "boolean",
+                "example": "False",
+                "default": "True",
+            },
         },
     }
 }

@@ -16,10 +16,12 @@ log = logging.getLogger(__name__)
 SECTION = "kbatch"
 EVENT_HOLD_DEFAULT = 6.0
 DEFERRABLE_DEFAULT = True
+END_IN_TRIGGERER_DEFAULT = True
 #: option -> default, for every option of ``[kbatch]``
 DEFAULTS: dict[str, object] = {
     "trigger_event_hold_seconds": EVENT_HOLD_DEFAULT,
     "default_deferrable": DEFERRABLE_DEFAULT,
+    "end_in_triggerer": END_IN_TRIGGERER_DEFAULT,
 }
 
 
@@ -69,3 +71,26 @@ def resolve_deferrable(deferrable: bool | None, *, mode_given: bool = False) -> 
     if mode_given:
         return False
     return default_deferrable()
+
+
+def end_in_triggerer() -> bool:
+    """``[kbatch] end_in_triggerer`` (default True): whether a deferred stage whose Job succeeded
+    may end in the triggerer (``TaskSuccessEvent``) instead of resuming in a worker for
+    ``execute_complete``, when nothing is left that needs a worker
+    (:func:`airflow_provider_kbatch.engine.trigger_end.fallback_reasons`). An operator's
+    ``end_in_triggerer=True/False`` wins over it."""
+    try:
+        return bool(conf.getboolean(SECTION, "end_in_triggerer", fallback=END_IN_TRIGGERER_DEFAULT))
+    except Exception as err:  # a typo in the config: say so, keep the documented default
+        log.warning(
+            "[kbatch] end_in_triggerer is not a boolean (%s); using %s", err, END_IN_TRIGGERER_DEFAULT
+        )
+        return END_IN_TRIGGERER_DEFAULT
+
+
+def custom_xcom_backend() -> bool:
+    """Whether ``[core] xcom_backend`` names another class than Airflow's own ``BaseXCom``: a
+    worker's XComs then go through it, while XComs a trigger ends its task with are written to
+    the database as they are."""
+    value = str(conf.get("core", "xcom_backend", fallback="") or "")
+    return bool(value) and not (value.startswith("airflow.") and value.endswith(".BaseXCom"))

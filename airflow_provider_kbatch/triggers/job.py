@@ -2,7 +2,8 @@
 
 The trigger watches the Job (``resourceVersion`` resume, re-list on 410, reconnect with backoff:
 see ``AsyncKbatchHook.watch_job``), streams pod logs into the task log and yields exactly one
-event. ``on_kill`` -- a user marks the deferred task failed or success, or clears it -- deletes
+event -- or, when the operator asked for it and nothing needs a worker, ends the task itself
+(``end_task``: :mod:`airflow_provider_kbatch.triggers.task_end`). ``on_kill`` -- a user marks the deferred task failed or success, or clears it -- deletes
 (or suspends) the Job: the official provider leaves it running (#36090).
 """
 
@@ -21,6 +22,7 @@ from airflow_provider_kbatch.glue.metrics import live_observer
 from airflow_provider_kbatch.glue.tracing import watch_span
 from airflow_provider_kbatch.hooks.connected import KbatchConnected
 from airflow_provider_kbatch.spec.intervals import IndexSet
+from airflow_provider_kbatch.triggers.task_end import end_task
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,9 @@ class KbatchJobTrigger(KbatchConnected, BaseTrigger):
         after the deferral.
     :param traceparent: the stage span's W3C trace context when tracing is on; the wait is a
         ``kbatch.watch`` span under it (``glue.tracing``).
+    :param end_task: set by the operator when the task may end here: on success the trigger
+        finishes the stage and yields ``TaskSuccessEvent`` (``triggers.task_end.end_task_spec``);
+        None (and every older serialization): the task resumes in a worker for ``execute_complete``.
     """
 
     def __init__(
@@ -68,6 +73,7 @@ class KbatchJobTrigger(KbatchConnected, BaseTrigger):
         config_file: str | None = None,
         not_before: float | None = None,
         traceparent: str | None = None,
+        end_task: dict[str, Any] | None = None,
         **unknown: Any,
     ) -> None:
         super().__init__()
@@ -84,6 +90,7 @@ class KbatchJobTrigger(KbatchConnected, BaseTrigger):
         self.config_file = config_file
         self.not_before = not_before
         self.traceparent = traceparent
+        self.end_task = end_task
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -100,6 +107,7 @@ class KbatchJobTrigger(KbatchConnected, BaseTrigger):
                 "config_file": self.config_file,
                 "not_before": self.not_before,
                 "traceparent": self.traceparent,
+                "end_task": self.end_task,
             },
         )
 
@@ -125,8 +133,9 @@ class KbatchJobTrigger(KbatchConnected, BaseTrigger):
         event = result.to_event(self.namespace, self.job_name)
         if self.job_uid and event["uid"] and event["uid"] != self.job_uid:
             event = {**event, "status": "deleted", "message": f"job was replaced (uid {event['uid']})"}
+        ended = await end_task(self, self.end_task, event) if self.end_task else None
         await hold_until(self.not_before, self.log)
-        yield TriggerEvent(event)
+        yield ended if ended is not None else TriggerEvent(event)
 
     def _stage_tags(self) -> dict[str, str]:
         """The metric tags of the stage (the triggerer sets ``task_instance``)."""

@@ -381,7 +381,13 @@ def test_invalid_stage_fails_before_submission_naming_every_field(
     assert (state, try_number) == ("failed", 1), (
         "an invalid stage cannot succeed on retry: retries=1 must not apply"
     )
-    for field in ("backoff_limit_per_index", "min_success_ratio", "completion_mode='NonIndexed'", "got 1.5"):
+    for field in (
+        "backoff_limit_per_index",
+        "min_success_ratio",
+        "completion_mode='NonIndexed'",
+        "got 1.5",
+        "end_in_triggerer: must be True, False or None, got 'yes'",
+    ):
         assert field in out, f"{field} not named:\n{out[-4000:]}"
     assert jobs(devcluster, namespace, "") == [], "nothing may be sent to the cluster"
     config_maps = devcluster.core().list_namespaced_config_map(namespace, label_selector=MANAGED).items

@@ -1,4 +1,5 @@
-"""Test DAG: an invalid stage (per-index retries on a NonIndexed Job, a success ratio above 1).
+"""Test DAG: an invalid stage (per-index retries on a NonIndexed Job, a success ratio above 1,
+``end_in_triggerer`` not a bool).
 The task must fail before anything is sent to the cluster, naming both fields."""
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ with DAG(
         completion_mode="NonIndexed",
         backoff_limit_per_index=1,
         min_success_ratio=1.5,
+        end_in_triggerer="yes",
         retries=1,
         retry_delay=timedelta(seconds=1),
     )

@@ -21,6 +21,7 @@ import pytest
 from airflow.sdk import DAG, Asset, AssetAlias
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 
+from airflow_provider_kbatch.engine.trigger_end import job_as_ran
 from airflow_provider_kbatch.glue.errors import KbatchInvalidStage
 from airflow_provider_kbatch.operators import job as job_module
 from airflow_provider_kbatch.operators.job import (
@@ -484,9 +485,11 @@ def test_the_stage_is_built_validated_and_wired_once_per_try(monkeypatch: pytest
     op = operator(hook, namespace="batch", completions=3, workspace=Workspace(create=True), output="o")
     deferral = run(op, context())
     assert counts == {"spec": 1, "validate": 1, "wire": 1, "manifest": 1}
-    assert op.job_manifest == next(c[2] for c in hook.calls if c[0] == "create_job")
-
+    created = next(c[2] for c in hook.calls if c[0] == "create_job")
     name = deferral.trigger.job_name
+    # the rendered field: the Job created, as the API server returned it (with its uid)
+    assert op.job_manifest == job_as_ran(hook.jobs[name]) and op.job_manifest["spec"] == created["spec"]
+
     hook.jobs[name]["status"] = {
         "conditions": [{"type": "Complete", "status": "True", "reason": "CompletionsReached"}],
         "completedIndexes": "0-2",

@@ -27,6 +27,7 @@ PINNED = (
         "config_file": None,
         "not_before": None,
         "traceparent": None,
+        "end_task": None,
     },
 )
 
