@@ -497,10 +497,9 @@ def link_bench_dags(dags_folder: Path) -> None:
 SLOW_MACHINE = {"AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "180"}
 
 
-def dags_test_env(home: Path, cluster_env: Mapping[str, str], *, slow_machine: bool = True) -> dict[str, str]:
-    """The environment of ``airflow dags test`` in a SQLite ``AIRFLOW_HOME`` whose DAG folder is
-    ``home/dags`` (``benchmarks/dags`` here; the e2e tests' ``airflow_env`` uses it too, without
-    ``SLOW_MACHINE``)."""
+def dags_test_env(home: Path, cluster_env: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a SQLite ``AIRFLOW_HOME`` whose DAG folder is ``benchmarks/dags``
+    (the same settings as the e2e tests' ``airflow_env``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
     env.update(cluster_env)
     env.update(
@@ -513,9 +512,8 @@ def dags_test_env(home: Path, cluster_env: Mapping[str, str], *, slow_machine: b
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
             "PYTHONPATH": str(REPO),
-            # `dags test` runs the trigger in line: no scheduler race to hold events against
             "AIRFLOW__KBATCH__TRIGGER_EVENT_HOLD_SECONDS": "0",
-            **(SLOW_MACHINE if slow_machine else {}),
+            **SLOW_MACHINE,
         }
     )
     return env

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -20,7 +21,6 @@ from typing import Any
 
 import pytest
 
-from benchmarks.harness import dags_test_env
 from tests.e2e.dagstest import DagsTest
 from tests.e2e.forkserver import ForkServer, run_forked
 from tests.e2e.scheduler import AirflowDeployment, e2e_dags_folder
@@ -133,7 +133,22 @@ def airflow_env(devcluster: Any, tmp_path_factory: pytest.TempPathFactory) -> It
     dags.mkdir()
     (dags / "examples").symlink_to(REPO / "dags" / "examples")
     (dags / "e2e").symlink_to(REPO / "tests" / "e2e" / "dags")
-    env = dags_test_env(home, devcluster.cluster.env(), slow_machine=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+    env.update(devcluster.cluster.env())
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            "PYTHONPATH": str(REPO),
+            # `dags test` runs the trigger in line: no scheduler race to hold events against
+            "AIRFLOW__KBATCH__TRIGGER_EVENT_HOLD_SECONDS": "0",
+        }
+    )
     airflow = AirflowEnv(home, env)
     airflow.run("db", "migrate", timeout=300)
     # after the migration: the server's Airflow reads a ready database. Each `airflow` command of
