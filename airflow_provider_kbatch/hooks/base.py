@@ -15,7 +15,10 @@ from airflow_provider_kbatch.hooks.retry import RetryPolicy
 
 Mutate = Callable[[dict[str, str]], dict[str, str]]
 
-DEFAULT_RETRY_POLICY = RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=30.0)
+# A request outlasts an API server restart: 8 attempts, 0.5 s doubling to 15 s, so at least 40 s of
+# refused connections (at most 49 s, with jitter) before it raises. Five attempts (about 7 s) lost a task
+# when a restart on a loaded machine took 9 s.
+DEFAULT_RETRY_POLICY = RetryPolicy(max_attempts=8, base_delay=0.5, max_delay=15.0)
 # Watches live long: reconnect patiently (about 3.5 minutes of consecutive failures).
 DEFAULT_WATCH_RETRY_POLICY = RetryPolicy(max_attempts=12, base_delay=1.0, max_delay=30.0)
 DEFAULT_WATCH_TIMEOUT_SECONDS = 240

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 from typing import Any
 
@@ -11,6 +12,7 @@ from kubernetes.client.exceptions import ApiException as SyncApiException
 from kubernetes_asyncio.client.exceptions import ApiException as AsyncApiException
 
 from airflow_provider_kbatch.errors import KbatchApiError
+from airflow_provider_kbatch.hooks.base import DEFAULT_RETRY_POLICY
 from airflow_provider_kbatch.hooks.retry import (
     RetryPolicy,
     acall_with_retry,
@@ -172,6 +174,31 @@ def test_call_with_retry_gives_up_after_max_attempts() -> None:
         call_with_retry(fn, POLICY, sleep=sleeps)
     assert len(calls) == POLICY.max_attempts
     assert sleeps.delays == [1.0, 2.0, 4.0, 8.0]
+
+
+def test_the_hooks_default_policy_outlasts_an_api_server_restart() -> None:
+    """Refused connections for 30 s (a restart on a loaded machine took 9 s in CI; a real control
+    plane upgrade takes longer) do not fail a request, even with every delay jittered short."""
+    shortest = dataclasses.replace(DEFAULT_RETRY_POLICY, random=lambda: 0.0)
+    sleeps = Sleeps()
+    down = urllib3.exceptions.NewConnectionError(NO_POOL, "Connection refused")
+
+    def fn() -> str:
+        if sum(sleeps.delays) < 30.0:
+            raise urllib3.exceptions.MaxRetryError(NO_POOL, "/api/v1/namespaces/ns/configmaps/l", down)
+        return "ok"
+
+    assert call_with_retry(fn, shortest, sleep=sleeps) == "ok"
+    # ... and an API server that never comes back fails the request within a minute.
+    longest = dataclasses.replace(DEFAULT_RETRY_POLICY, random=lambda: 1.0)
+    never = Sleeps()
+
+    def gone() -> str:
+        raise urllib3.exceptions.MaxRetryError(NO_POOL, "/api/v1/namespaces/ns/configmaps/l", down)
+
+    with pytest.raises(urllib3.exceptions.MaxRetryError):
+        call_with_retry(gone, longest, sleep=never)
+    assert 40.0 < sum(never.delays) < 60.0
 
 
 async def test_acall_with_retry() -> None:
