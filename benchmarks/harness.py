@@ -341,6 +341,7 @@ class Ground:
     deployment: Any = None
     dags_test_home: Path | None = None
     dags_test_env: dict[str, str] | None = None
+    cluster_env: dict[str, str] = field(default_factory=dict)  # KUBECONFIG, the connection
     scratch: Path = field(default_factory=lambda: world_readable_dir())
     unpaused: set[str] = field(default_factory=set)
 
@@ -544,6 +545,8 @@ def standalone(
     parallelism: int = 4,
     cluster_dir: Path | None = None,
     airflow_dir: Path | None = None,
+    simulated_nodes: int = 0,
+    client_qps: int | None = None,
 ) -> Iterator[Ground]:
     """A fresh development cluster, Airflow deployment and ``dags test`` home for ``make bench``;
     everything it started is stopped afterwards. ``cluster_dir`` / ``airflow_dir`` attach to a
@@ -558,7 +561,12 @@ def standalone(
     ensure_binaries()
     with tempfile.TemporaryDirectory(prefix="kbatch-bench-") as tmp:
         root = Path(tmp)
-        cluster = DevCluster(Path(cluster_dir) if cluster_dir else root / "cluster", nodes=nodes)
+        cluster = DevCluster(
+            Path(cluster_dir) if cluster_dir else root / "cluster",
+            nodes=nodes,
+            simulated_nodes=simulated_nodes,
+            client_qps=client_qps,
+        )
         started: Any = None
         try:
             if cluster_dir is None:
@@ -567,7 +575,7 @@ def standalone(
             elif not cluster.status()["ready"]:
                 raise RuntimeError(f"no ready cluster in {cluster_dir}")
             api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
-            ground = Ground(api=api)
+            ground = Ground(api=api, cluster_env=cluster.env())
             if dags_test:
                 ground.dags_test_home, ground.dags_test_env = _dags_test_home(root, cluster.env())
             if deployment and airflow_dir is not None:

@@ -12,6 +12,8 @@ Items (each prints a table; the side-by-side ones with the kbatch / official rat
   and triggerer, ``--latency-runs`` alternating runs each (benchmarks/latency.py);
 * ``waiting``: API server requests per waiting Job per minute, open watches, triggerer memory
   growth and event latency p50/p99 with ``--jobs`` deferred Jobs (benchmarks/waiting.py);
+* ``triggerloop``: the same figures at ``--jobs`` waiting Jobs held by one trigger loop, as a
+  triggerer runs them, without the scheduler (benchmarks/triggerloop.py; the pods are simulated);
 * ``fanout``: one kbatch stage of ``--fanout`` indexes versus as many mapped official tasks;
   ``--fanout-kbatch-only`` adds a kbatch run alone at that size (benchmarks/fanout.py);
 * ``retry``: ``--failed`` of ``--retry-indexes`` indexes fail once: index runs and wall time to
@@ -122,7 +124,7 @@ def bench_indexed(indexes: int, parallelism: int) -> float:
             cluster.down()
 
 
-ITEMS = ("cluster", "latency", "waiting", "fanout", "retry")
+ITEMS = ("cluster", "latency", "waiting", "triggerloop", "fanout", "retry")
 
 
 def _ints(text: str) -> list[int]:
@@ -148,13 +150,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--failed", type=int, default=10, help="retry: indexes that fail on the first try")
     p.add_argument("--nodes", type=int, default=3, help="process nodes of the cluster (110 pods each)")
     p.add_argument("--airflow-parallelism", type=int, default=4, help="LocalExecutor worker slots")
+    p.add_argument("--client-qps", type=int, default=300, help="triggerloop: the controllers' client QPS")
     p.add_argument("--cluster-dir", type=Path, help="use this running cluster (devcluster --state-dir)")
     p.add_argument("--airflow-dir", type=Path, help="use this running deployment (airflow up --state-dir)")
     return p
 
 
 def side_by_side(args: argparse.Namespace, items: list[str]) -> None:
-    from benchmarks import fanout, latency, retry, waiting
+    from benchmarks import fanout, latency, retry, triggerloop, waiting
     from benchmarks.harness import standalone
 
     modes = [m for m in args.modes.split(",") if m]
@@ -169,6 +172,8 @@ def side_by_side(args: argparse.Namespace, items: list[str]) -> None:
         parallelism=args.airflow_parallelism,
         cluster_dir=args.cluster_dir,
         airflow_dir=args.airflow_dir,
+        simulated_nodes=1 if "triggerloop" in items else 0,
+        client_qps=args.client_qps if "triggerloop" in items else None,
     ) as ground:
         if "latency" in items:
             latency.main(ground, runs=args.latency_runs, sleep=args.latency_sleep, modes=modes)
@@ -179,6 +184,14 @@ def side_by_side(args: argparse.Namespace, items: list[str]) -> None:
                 window=args.window,
                 operators=[o for o in args.waiting_operators.split(",") if o],
                 defer_timeout=args.defer_timeout,
+            )
+        if "triggerloop" in items:
+            triggerloop.main(
+                ground,
+                ground.cluster_env,
+                jobs=args.jobs,
+                window=args.window,
+                operators=[o for o in args.waiting_operators.split(",") if o],
             )
         if "fanout" in items:
             fanout.main(

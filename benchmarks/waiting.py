@@ -35,8 +35,6 @@ from benchmarks.harness import (
     table,
 )
 
-VERBS = ("GET", "LIST", "WATCH", "CREATE", "UPDATE", "PATCH", "DELETE")
-
 
 @dataclass
 class WaitingResult:
@@ -184,7 +182,7 @@ def measure(
 def rows(found: dict[str, WaitingResult]) -> list[tuple[str, Any, Any]]:
     k, o = found.get("kbatch", NONE), found.get("official", NONE)
     out: list[tuple[str, Any, Any]] = [("API requests per waiting Job per minute", k.total, o.total)]
-    for verb in VERBS:
+    for verb in sorted(set(k.per_job_minute) | set(o.per_job_minute)):
         if k.per_job_minute.get(verb) or o.per_job_minute.get(verb):
             out.append(
                 (f"  of which {verb}", k.per_job_minute.get(verb, 0.0), o.per_job_minute.get(verb, 0.0))

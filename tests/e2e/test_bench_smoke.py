@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import fanout, latency, retry, waiting
+from benchmarks import fanout, latency, retry, triggerloop, waiting
 from benchmarks.harness import SLOW_MACHINE, Ground, link_bench_dags
 
 pytestmark = pytest.mark.e2e
@@ -42,6 +42,12 @@ def test_every_benchmark_item_produces_sane_figures(
         jobs["waiting"] = pool.submit(waiting.main, deployed, jobs=[1], window=12, baseline=3)
         jobs["fanout"] = pool.submit(fanout.main, deployed, indexes=2, parallelism=2)
         jobs["retry"] = pool.submit(retry.main, deployed, indexes=2, failed=1, parallelism=2)
+        # items 2-3 in one trigger loop, on the session cluster's simulated node
+        env = devcluster.cluster.env()
+        loop = Ground(api=devcluster.api(), cluster_env=env)
+        jobs["triggerloop"] = pool.submit(
+            triggerloop.main, loop, env, jobs=[1], window=12, baseline=3, settle=2
+        )
         found = {name: job.result() for name, job in jobs.items()}
 
     # item 1 in dags test: each operator's container exit -> task end, and the Job's share
@@ -62,6 +68,15 @@ def test_every_benchmark_item_produces_sane_figures(
         record_property(f"waiting_requests_per_job_minute_{op}", round(result.total, 2))
     # the official trigger polls the Job (every 10 s): the counters must see it
     assert one["official"].per_job_minute.get("GET", 0) > 0, one["official"]
+
+    # items 2-3 in one trigger loop: each trigger yielded its one event, after the Job ended
+    looped = found["triggerloop"][1]
+    assert looped["kbatch"].events == {"finished": 1} and looped["official"].events == {"success": 1}, looped
+    for op, result in looped.items():
+        assert finite(result.total, result.rss_before, result.rss_peak) and result.total >= 0, result
+        assert len(result.latencies) == 1 and -5 < result.latencies[0] < 60, result
+        record_property(f"triggerloop_requests_per_job_minute_{op}", round(result.total, 2))
+    assert looped["official"].per_job_minute.get("GET", 0) > 0, looped["official"]  # its 10 s poll
 
     # item 4: one task instance for kbatch, one per index for the official operator
     fan = found["fanout"]
