@@ -145,6 +145,12 @@ class ProcessNode:
     def simulated(self, namespace: str, name: str) -> bool:
         return self.simulated_nodes is not None and (namespace, name) in self.simulated_nodes.names
 
+    async def simulated_ended(self, namespace: str, name: str) -> None:
+        """Return once the simulated pod's containers have ended (or it is gone)."""
+        sim = self.simulated_nodes.names.get((namespace, name)) if self.simulated_nodes else None
+        if sim is not None:
+            await sim.ended.wait()
+
     def running(self) -> list[dict[str, Any]]:
         return [
             {"namespace": w.namespace, "pod": w.name, "uid": w.uid, "container": c, "pid": p.pid}

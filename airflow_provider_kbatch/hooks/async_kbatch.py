@@ -28,6 +28,7 @@ from airflow_provider_kbatch.hooks.base import (
     _HookBase,
 )
 from airflow_provider_kbatch.hooks.calls import ApiCall, Propagation
+from airflow_provider_kbatch.hooks.client_pool import loop_pool
 from airflow_provider_kbatch.hooks.connection import allowed_extras, resolve_namespace
 from airflow_provider_kbatch.hooks.retry import RetryPolicy, acall_with_retry
 from airflow_provider_kbatch.hooks.shared_watch import Feed, hub, label_selector_matcher
@@ -44,9 +45,11 @@ T = TypeVar("T")
 class AsyncKbatchHook(_HookBase):
     """Asynchronous counterpart of :class:`KbatchHook` (kubernetes_asyncio), plus the watches.
 
-    Each request opens an API client through the cncf ``AsyncKubernetesHook`` (so exec-plugin
-    tokens are refreshed) unless the hook is used as ``async with hook:``, which keeps one client
-    for the block. Same constructor as :class:`KbatchHook`, plus ``watch_retry_policy`` (reconnect
+    Short requests lease the event loop's client for the cluster (``share_clients``, default True:
+    :mod:`airflow_provider_kbatch.hooks.client_pool`, opened through the cncf
+    ``AsyncKubernetesHook`` and renewed every 5 minutes, so exec-plugin tokens are refreshed);
+    watches and followed logs open a client of their own; ``async with hook:`` keeps one client for
+    the block. Same constructor as :class:`KbatchHook`, plus ``watch_retry_policy`` (reconnect
     backoff of the watches), an injected async ``sleep`` and ``share_watches`` (default True: the
     waits of one event loop on the same cluster and namespace share one Job watch and one pod
     watch, see :mod:`airflow_provider_kbatch.hooks.shared_watch`).
@@ -64,6 +67,7 @@ class AsyncKbatchHook(_HookBase):
         watch_retry_policy: RetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         share_watches: bool = True,
+        share_clients: bool = True,
     ) -> None:
         super().__init__(
             conn_id,
@@ -75,6 +79,7 @@ class AsyncKbatchHook(_HookBase):
         )
         self.watch_retry_policy = watch_retry_policy or DEFAULT_WATCH_RETRY_POLICY
         self.share_watches = share_watches
+        self.share_clients = share_clients
         self._sleep = sleep
         self._cncf: AsyncKubernetesHook | None = None
         self._extras: dict[str, Any] | None = None
@@ -142,13 +147,21 @@ class AsyncKbatchHook(_HookBase):
         return response
 
     async def _send(self, call: ApiCall) -> Any:
-        async with self._client() as api_client:
+        client: AbstractAsyncContextManager[Any] = (
+            (await loop_pool()).lease(self._shared(), self._open_client)
+            if self._pinned is None and self.share_clients
+            else self._client()
+        )
+        async with client as api_client:
             response = await self._invoke(api_client, call)
             try:
                 data = await response.read()
             finally:
                 response.release()
         return calls.decode_body(data, call.decode)
+
+    async def _open_client(self) -> AbstractAsyncContextManager[Any]:
+        return (await self.cncf_hook()).get_conn()
 
     async def execute(self, call: ApiCall) -> Any:
         """Execute one request, retrying transient errors; raises :class:`KbatchApiError`."""

@@ -156,3 +156,39 @@ def test_a_150_index_stage_on_the_simulated_node_fails_37_then_resumes_only_thos
     record_property("simulated_37_resume_s", round(resume_seconds, 1))
     for job in (done, again):
         hook.delete_job(namespace, job["metadata"]["name"], propagation="Background")
+
+
+def test_a_followed_log_of_a_simulated_pod_stays_open_until_it_ends(
+    devcluster: ClusterHandle, namespace: str
+) -> None:
+    """As a kubelet's: a waiting trigger's log stream is one long request per pod, not a request
+    that ends at once and is opened again (what the trigger-loop benchmark counts)."""
+    request = pod_request({"seconds": 4, "exitCode": 0})
+    core = devcluster.core()
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "followed", "annotations": request["annotations"]},
+            "spec": {
+                "restartPolicy": "Never",
+                "nodeSelector": request["node_selector"],
+                "tolerations": request["tolerations"],
+                "containers": [{"name": "main", "image": "simulated", "command": ["true"]}],
+            },
+        },
+    )
+    wait_until(
+        lambda: core.read_namespaced_pod("followed", namespace).status.phase == "Running",
+        timeout=60, interval=0.2, what="the simulated pod running",
+    )  # fmt: skip
+    started = time.monotonic()
+    text = core.read_namespaced_pod_log("followed", namespace, follow=True, _preload_content=False).data
+    held = time.monotonic() - started
+    assert text == b""
+    assert core.read_namespaced_pod("followed", namespace).status.phase == "Succeeded"
+    assert held > 1.0, held  # it ended with the pod, about 4 s after it started running
+    started = time.monotonic()
+    assert (
+        core.read_namespaced_pod_log("followed", namespace, follow=True, _preload_content=False).data == b""
+    )
+    assert time.monotonic() - started < 2.0  # an ended pod's followed log ends at once

@@ -2,7 +2,7 @@
 
 ``/containerLogs/{namespace}/{pod}/{container}`` serves what the API server proxies for
 ``pods/log``: ``follow``, ``tailLines``, ``timestamps``, ``sinceSeconds``, ``sinceTime``,
-``limitBytes`` and ``previous``. A pod of a simulated node has an empty log. It listens on 127.0.0.1 only, with a self-signed certificate (the
+``limitBytes`` and ``previous``. A pod of a simulated node has an empty log (followed: open until it ends). It listens on 127.0.0.1 only, with a self-signed certificate (the
 API server is started without ``--kubelet-certificate-authority``) and no client authentication:
 a development tool.
 
@@ -121,7 +121,14 @@ class KubeletServer:
         worker = self.registry.find(ns, pod)
         pod_dir = worker.dir if worker is not None else find_pod_dir(self.pods_dir, ns, pod)
         if pod_dir is None and worker is None and _simulated(self.registry, ns, pod):
-            return web.Response(text="", headers={"Content-Type": "text/plain; charset=utf-8"})
+            # empty; followed, open until the containers end (a kubelet holds a follow open)
+            response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+            await response.prepare(request)
+            ended = getattr(self.registry, "simulated_ended", None)
+            if follow and ended is not None:
+                await ended(ns, pod)
+            await response.write_eof()
+            return response
         if pod_dir is None:
             return web.Response(status=404, text=f'pod "{pod}" in namespace "{ns}" not found on this node')
         if worker is not None and container not in worker.container_names():

@@ -33,7 +33,8 @@ else the first) ends with the chosen code; the others with 0; init containers ar
 completed. ``restartPolicy: OnFailure`` restarts a failing container in place (``restartCount``
 grows) until it succeeds or the pod is deleted. A deleted pod that has not ended is reported
 ``Failed`` (exit code 137, reason ``Error``: SIGKILL) and, once terminal, deleted with grace 0.
-No logs (``pods/log`` gives an empty log), no volumes, no environment: nothing runs.
+No logs (``pods/log`` gives an empty log; followed, it stays open until the containers end, as a
+kubelet's does), no volumes, no environment: nothing runs.
 """
 
 from __future__ import annotations
@@ -335,6 +336,9 @@ class SimulatedPod:
         self.pod = _slim(pod)
         self.limit = limit
         self.deleted = asyncio.Event()
+        self.ended = asyncio.Event()  # its containers have ended (a followed log closes then)
+        if self.terminal:
+            self.ended.set()
         self.task: asyncio.Task[None] | None = None
 
     def observe(self, pod: dict[str, Any]) -> None:
@@ -364,8 +368,11 @@ class SimulatedPod:
         return True
 
     async def run(self) -> None:
-        with contextlib.suppress(PodGone):
-            await self._run()
+        try:
+            with contextlib.suppress(PodGone):
+                await self._run()
+        finally:
+            self.ended.set()
 
     async def _run(self) -> None:
         pod, ending = self.pod, self.ending
@@ -397,6 +404,7 @@ class SimulatedPod:
                     status_body(pod, started=started, now=now, ending=ending, restarts=restarts, last=last)
                 )
                 break
+        self.ended.set()
         await self.deleted.wait()
         async with self.limit:
             await self.api.delete_now()
@@ -423,7 +431,7 @@ class SimulatedNodes:
             for name in names
         ]
         self.pods: dict[str, SimulatedPod] = {}
-        self.names: set[tuple[str, str]] = set()  # (namespace, name) of the pods on these nodes
+        self.names: dict[tuple[str, str], SimulatedPod] = {}  # by (namespace, name)
         self.limit = asyncio.Semaphore(writes)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -444,15 +452,17 @@ class SimulatedNodes:
         meta = pod["metadata"]
         uid = meta["uid"]
         if kind == "DELETED":
-            self.names.discard((meta.get("namespace", ""), meta.get("name", "")))
+            self.names.pop((meta.get("namespace", ""), meta.get("name", "")), None)
             sim = self.pods.pop(uid, None)
-            if sim is not None and sim.task is not None:
-                sim.task.cancel()
+            if sim is not None:
+                sim.ended.set()
+                if sim.task is not None:
+                    sim.task.cancel()
             return
         sim = self.pods.get(uid)
         if sim is None:
             sim = self.pods[uid] = SimulatedPod(self.client, pod, self.limit)
-            self.names.add((meta.get("namespace", ""), meta.get("name", "")))
+            self.names[(meta.get("namespace", ""), meta.get("name", ""))] = sim
             sim.observe(pod)
             sim.task = asyncio.create_task(sim.run())
             self._tasks.add(sim.task)

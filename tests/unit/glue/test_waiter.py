@@ -782,3 +782,43 @@ def test_no_read_after_the_end_without_streaming_or_without_an_outcome(case: str
     settings = WaitSettings(progress_interval=3600, stream_logs=case != "stream_logs-off")
     run(wait(hook, RecordingLog(), settings=settings))
     assert not [c for c in hook.calls if c[0] in ("list_pods", "read_pod_log")]
+
+
+class QueuedStreamHook(FakeHook):
+    """``hog``'s live stream ends 0.5 s after the Job finished; ``queued``'s, once it gets the
+    slot, never ends (a stream the wait must not wait for)."""
+
+    async def stream_pod_log(self, namespace: str, pod: str, container: str | None = None, **kw: Any) -> Any:
+        self.calls.append(("stream_pod_log", namespace, pod, container))
+        await asyncio.sleep(1.5 if pod == "hog" else 10**6)
+        for line in self.logs.get(pod, []):
+            yield line
+
+
+def test_the_end_does_not_wait_for_a_stream_still_queued_for_a_slot() -> None:
+    """A triggerer that holds 1,000 stages follows only ``process_log_streams`` logs: a stage
+    whose stream still waits for a slot when its Job finishes must not wait ``log_drain_seconds``
+    for it (p99 7.5 s at 1,000 stages); the final read takes that pod's log."""
+    hook = QueuedStreamHook(
+        [job(active=2, completions=2), 1,
+         job(succeeded=2, completions=2, completedIndexes="0-1", conditions=(("Complete", "CompletionsReached"),))],
+        [("ADDED", k8s_pod("hog", 0, "Running")), ("ADDED", k8s_pod("queued", 1, "Running"))],
+        logs={"hog": ["hog's line"], "queued": ["queued's line"]},
+        listed=[k8s_pod("hog", 0), k8s_pod("queued", 1)],
+    )  # fmt: skip
+    log = RecordingLog()
+    settings = WaitSettings(
+        progress_interval=3600, log_drain_seconds=5, max_log_streams=1, process_log_streams=1
+    )
+
+    def make(loop: VirtualTimeLoop) -> Any:
+        async def timed() -> float:
+            started = loop.time()
+            await wait_for_job(hook, NS, NAME, settings=settings, log=log, clock=loop.time)
+            return loop.time() - started
+
+        return timed()
+
+    assert run(make) == pytest.approx(1.5, abs=0.1), "waited for the queued stream"
+    assert sorted(index_lines(log)) == ["[index 0] hog's line", "[index 1] queued's line"]
+    assert [c[2] for c in hook.calls if c[0] == "read_pod_log"] == ["queued"]  # read, not streamed
