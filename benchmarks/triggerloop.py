@@ -47,7 +47,7 @@ from benchmarks.harness import (
     scrape,
     table,
 )
-from benchmarks.waiting import RECORDER_WATCHES, background
+from benchmarks.waiting import RECORDER_WATCHES, background, request_rows
 
 REPO = Path(__file__).resolve().parent.parent
 CONN_ID = "kubernetes_default"
@@ -305,12 +305,7 @@ NONE = LoopResult("-", 1, float("nan"), {}, float("nan"), float("nan"), float("n
 
 def rows(found: Mapping[str, LoopResult]) -> list[tuple[str, Any, Any]]:
     k, o = found.get("kbatch", NONE), found.get("official", NONE)
-    out: list[tuple[str, Any, Any]] = [("API requests per waiting Job per minute", k.total, o.total)]
-    for verb in sorted(set(k.per_job_minute) | set(o.per_job_minute)):
-        if k.per_job_minute.get(verb) or o.per_job_minute.get(verb):
-            out.append(
-                (f"  of which {verb}", k.per_job_minute.get(verb, 0.0), o.per_job_minute.get(verb, 0.0))
-            )
+    out = request_rows(k.per_job_minute, o.per_job_minute)
     out += [
         ("open WATCH requests added", k.watches, o.watches),
         ("loop RSS growth, MiB", k.growth, o.growth),

@@ -18,7 +18,7 @@ latency is each container's own exit timestamp -> its task instance's ``end_date
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,14 +179,22 @@ def measure(
     )
 
 
+def request_rows(k: Mapping[str, float], o: Mapping[str, float]) -> list[tuple[str, Any, Any]]:
+    """The requests per waiting Job per minute of kbatch (``k``) and the official operator
+    (``o``), by verb: the total, then each verb either counted."""
+    out: list[tuple[str, Any, Any]] = [
+        ("API requests per waiting Job per minute", sum(k.values()) if k else float("nan"),
+         sum(o.values()) if o else float("nan"))
+    ]  # fmt: skip
+    for verb in sorted(set(k) | set(o)):
+        if k.get(verb) or o.get(verb):
+            out.append((f"  of which {verb}", k.get(verb, 0.0), o.get(verb, 0.0)))
+    return out
+
+
 def rows(found: dict[str, WaitingResult]) -> list[tuple[str, Any, Any]]:
     k, o = found.get("kbatch", NONE), found.get("official", NONE)
-    out: list[tuple[str, Any, Any]] = [("API requests per waiting Job per minute", k.total, o.total)]
-    for verb in sorted(set(k.per_job_minute) | set(o.per_job_minute)):
-        if k.per_job_minute.get(verb) or o.per_job_minute.get(verb):
-            out.append(
-                (f"  of which {verb}", k.per_job_minute.get(verb, 0.0), o.per_job_minute.get(verb, 0.0))
-            )
+    out = request_rows(k.per_job_minute, o.per_job_minute)
     out += [
         ("open WATCH requests added (jobs/pods/configmaps/events)", k.watches, o.watches),
         ("triggerer RSS growth, MiB", k.growth, o.growth),
