@@ -34,6 +34,7 @@ from airflow_provider_kbatch.status import (
     job_end_time,
     job_outcome,
     pod_failures,
+    pod_index,
     pod_results,
 )
 
@@ -72,11 +73,12 @@ def _failure_logs(hook: Any, namespace: str, failures: list[Any], log: Log) -> d
 
 
 def _gather_pods(
-    hook: Any, namespace: str, uid: str, index_map: IndexSet
+    hook: Any, namespace: str, uid: str, index_map: IndexSet, present: set[int] | None = None
 ) -> tuple[dict[int, dict[str, Any]], Any, list[dict[str, Any]]]:
     """Read the attempt's pods a page at a time (:mod:`~airflow_provider_kbatch.engine.podpages`):
     per logical index the result of its last created Succeeded pod, the output summary if one pod
-    sent it, and the failed pods (slimmed) for the failure message. No list of every pod is held."""
+    sent it, and the failed pods (slimmed) for the failure message. No list of every pod is held.
+    ``present`` collects the Job-local indexes that still have a Succeeded pod."""
     results: dict[int, dict[str, Any]] = {}
     created: dict[int, tuple[str, str]] = {}
     summary = None
@@ -89,6 +91,9 @@ def _gather_pods(
                 continue
             if phase != "Succeeded":
                 continue
+            local_index = pod_index(pod)
+            if present is not None and local_index is not None:
+                present.add(local_index)
             meta = pod.get("metadata") or {}
             order = (str(meta.get("creationTimestamp") or ""), str(meta.get("name") or ""))
             for local, value in pod_results([pod]).items():
@@ -138,7 +143,20 @@ def finish_stage(
     failed = map_local(outcome.failed, index_map)
     if outcome.succeeded and not outcome.indexed:
         completed = index_map  # NonIndexed Job: no completedIndexes; Complete means every index ran
-    results, summary, failed_pods = _gather_pods(hook, namespace, meta["uid"], index_map)
+    present: set[int] = set()
+    results, summary, failed_pods = _gather_pods(hook, namespace, meta["uid"], index_map, present)
+    # indexes this attempt completed whose pod is gone: their result (a termination message) is lost
+    gone = (
+        map_local(outcome.completed - IndexSet.of(present), index_map) if outcome.indexed else IndexSet.of([])
+    )
+    if gone:
+        log.warning(
+            "job %s/%s: %d completed indexes have no pod left to read a result from (%s): they were "
+            "deleted before the Job finished, most likely by the pod garbage collector "
+            "(kube-controller-manager --terminated-pod-gc-threshold, 12,500 terminated pods by "
+            "default); their results are missing from the XCom and the results ConfigMaps",
+            namespace, meta["name"], len(gone), gone,
+        )  # fmt: skip
     output = None
     if summary is not None and output_name:
         output = {
@@ -167,6 +185,8 @@ def finish_stage(
     )
     done = record.completed if record else completed
     result = _result(job, namespace, identity, completions, done, failed, record, every)
+    if gone:
+        result["results_unreadable"] = str(gone)
     if outcome.succeeded:
         log.info("job %s/%s complete: %s", namespace, meta["name"], result["summary"])
         return result, None

@@ -365,3 +365,29 @@ def test_the_jobs_own_times_go_into_its_ledger_attempt_for_after_the_job_is_gone
         "2026-01-01T00:00:07Z",
         "2026-01-01T00:01:00Z",
     )
+
+
+def test_completed_indexes_whose_pods_are_gone_are_named_not_dropped_silently(caplog: Any) -> None:
+    """The pod garbage collector deletes terminated pods beyond 12,500 (its default threshold)
+    while a big Job still runs: a 20,000-index run read back 12,617 results and said nothing.
+    Their results are lost with the pods; the task says which indexes, in its log and its XCom."""
+    index_map = IndexSet.parse("100-109")  # a resumed attempt: local 0-9 run logical 100-109
+    job = _real_job(2, index_map, "uid-job-2")
+    hook = Hook()
+    ledger.attempt_started(
+        hook, NS, ID, job=job["metadata"]["name"], uid="uid-job-2", spec_hash=spec_hash(STAGE),
+        index_map=index_map,
+    )  # fmt: skip
+    hook.pods = [_pod(job, local, _result_of(100 + local)) for local in (0, 1, 2, 3, 4, 8)]
+    with caplog.at_level(logging.WARNING):
+        result, failure = finish_stage(hook, NS, ID, job, completions=1000, log=LOG)
+    assert failure is None and result["completed_indexes"] == "100-109"
+    assert result["results_unreadable"] == "105-107,109"
+    assert result["results_total"] == 6
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "4 completed indexes have no pod left" in warning and "105-107,109" in warning
+
+
+def test_no_word_about_unreadable_results_when_every_pod_is_there() -> None:
+    result = _run_attempt(Hook(), 1, IndexSet.full(20))
+    assert "results_unreadable" not in result and result["results_total"] == 20
