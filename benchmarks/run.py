@@ -188,7 +188,6 @@ def side_by_side(args: argparse.Namespace, items: list[str]) -> None:
         if "triggerloop" in items:
             triggerloop.main(
                 ground,
-                ground.cluster_env,
                 jobs=args.jobs,
                 window=args.window,
                 operators=[o for o in args.waiting_operators.split(",") if o],

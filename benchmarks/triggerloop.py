@@ -39,15 +39,11 @@ from benchmarks.harness import (
     OPERATORS,
     Ground,
     PodRecorder,
-    delta,
-    open_watches,
     percentile,
-    requests_by_verb,
     rss_mib,
-    scrape,
     table,
 )
-from benchmarks.waiting import RECORDER_WATCHES, background, request_rows
+from benchmarks.waiting import RECORDER_WATCHES, background, measure_window, request_rows, running_pods
 
 REPO = Path(__file__).resolve().parent.parent
 CONN_ID = "kubernetes_default"
@@ -189,19 +185,8 @@ def _create_jobs(
     return [{"name": name, "uid": uid, "pod": pods[name]} for name, uid in uids.items()]
 
 
-def _running(ground: Ground, namespace: str) -> int:
-    from kubernetes import client
-
-    return sum(
-        1
-        for p in client.CoreV1Api(ground.api).list_namespaced_pod(namespace).items
-        if p.status.phase == "Running"
-    )
-
-
 def measure(
     ground: Ground,
-    env: Mapping[str, str],
     operator: str,
     *,
     jobs: int,
@@ -235,7 +220,11 @@ def measure(
                 str(log),
             ],
             cwd=REPO,
-            env={"AIRFLOW_HOME": str(ground.scratch / "loop-home"), **env, "PYTHONPATH": str(REPO)},
+            env={
+                "AIRFLOW_HOME": str(ground.scratch / "loop-home"),
+                **ground.cluster_env,
+                "PYTHONPATH": str(REPO),
+            },
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -249,24 +238,15 @@ def measure(
             started = time.monotonic()
             proc.stdin.write("go\n")
             proc.stdin.flush()
-            while _running(ground, namespace) < jobs:
+            while running_pods(ground, namespace) < jobs:
                 if time.monotonic() - started > 120 + 0.5 * jobs:
                     raise TimeoutError(f"not all {jobs} pods running")
                 time.sleep(1)
             ramp = time.monotonic() - started
             time.sleep(settle)  # the triggers' first lists and watches pass
-            first = scrape(ground.api)
-            watches, peak = open_watches(first), rss_mib(proc.pid)
-            t0 = time.monotonic()
-            while time.monotonic() - t0 < window:
-                time.sleep(min(2.0, max(0.0, window - (time.monotonic() - t0))))
-                peak = max(peak, rss_mib(proc.pid))
-            last = scrape(ground.api)
-            measured = time.monotonic() - t0
-            watches = max(watches, open_watches(last))
+            measured = measure_window(ground, proc.pid, window, step=2.0)
             if recorder.jobs_done:
                 print(f"{operator}: {len(recorder.jobs_done)} of {jobs} Jobs ended inside the window")
-            counted = delta(requests_by_verb(last), requests_by_verb(first))
             events: dict[str, float] = {}
             statuses: dict[str, int] = {}
             for line in proc.stdout:
@@ -286,14 +266,11 @@ def measure(
     return LoopResult(
         operator=operator,
         jobs=jobs,
-        window=measured,
-        per_job_minute={
-            verb: max(0.0, counted.get(verb, 0.0) - rate.get(verb, 0.0) * measured) / jobs / (measured / 60)
-            for verb in sorted(set(counted) | set(rate))
-        },
-        watches=watches - watches0 - RECORDER_WATCHES,
+        window=measured.seconds,
+        per_job_minute=measured.per_job_minute(rate, jobs),
+        watches=measured.watches - watches0 - RECORDER_WATCHES,
         rss_before=rss_before,
-        rss_peak=peak,
+        rss_peak=measured.peak,
         ramp_seconds=ramp,
         latencies=latencies,
         events=statuses,
@@ -328,7 +305,6 @@ def _events(result: LoopResult) -> str:
 
 def main(
     ground: Ground,
-    env: Mapping[str, str],
     *,
     jobs: Sequence[int],
     window: float,
@@ -341,7 +317,7 @@ def main(
     for i, n in enumerate(jobs):
         sequence = tuple(operators) if i % 2 == 0 else tuple(reversed(operators))
         found = {
-            op: measure(ground, env, op, jobs=n, window=window, rate=rate, watches0=watches0, settle=settle)
+            op: measure(ground, op, jobs=n, window=window, rate=rate, watches0=watches0, settle=settle)
             for op in sequence
         }
         results[n] = found

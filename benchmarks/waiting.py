@@ -89,7 +89,45 @@ def background(ground: Ground, seconds: float) -> tuple[dict[str, float], float]
     return rate, min(open_watches(first), open_watches(last))
 
 
-def _running_pods(ground: Ground, namespace: str) -> int:
+@dataclass
+class Window:
+    """What the API server counted and the waiting process held during a measuring window."""
+
+    counted: dict[str, float]  # apiserver_request_total deltas by verb
+    seconds: float
+    watches: float  # open WATCH requests, the most seen at either end
+    peak: float  # the process tree's peak RSS, MiB
+
+    def per_job_minute(self, rate: Mapping[str, float], jobs: float) -> dict[str, float]:
+        """Requests per waiting Job per minute by verb, less the background ``rate`` (per second)."""
+        return {
+            verb: max(0.0, self.counted.get(verb, 0.0) - rate.get(verb, 0.0) * self.seconds)
+            / jobs
+            / (self.seconds / 60)
+            for verb in sorted(set(self.counted) | set(rate))
+        }
+
+
+def measure_window(ground: Ground, pid: int, window: float, *, step: float) -> Window:
+    """Scrape ``/metrics``, sample ``pid``'s RSS every ``step`` seconds for ``window`` seconds,
+    scrape again."""
+    first = scrape(ground.api)
+    watches, peak = open_watches(first), rss_mib(pid)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < window:
+        time.sleep(min(step, max(0.0, window - (time.monotonic() - t0))))
+        peak = max(peak, rss_mib(pid))
+    last = scrape(ground.api)
+    seconds = time.monotonic() - t0
+    return Window(
+        counted=delta(requests_by_verb(last), requests_by_verb(first)),
+        seconds=seconds,
+        watches=max(watches, open_watches(last)),
+        peak=peak,
+    )
+
+
+def running_pods(ground: Ground, namespace: str) -> int:
     from kubernetes import client
 
     pods = client.CoreV1Api(ground.api).list_namespaced_pod(namespace).items
@@ -113,7 +151,7 @@ def _wait_all_deferred(
         if found and found[0] in ("success", "failed"):
             raise RuntimeError(f"{operator} run {run_id} ended {found[0]} before its Jobs were released")
         deferred = _deferred(ground, operator, run_id)
-        if deferred >= jobs and _running_pods(ground, namespace) >= jobs:
+        if deferred >= jobs and running_pods(ground, namespace) >= jobs:
             return deferred
         time.sleep(1)
     if not deferred:
@@ -144,35 +182,22 @@ def measure(
         deferred0 = _wait_all_deferred(ground, operator, run_id, namespace, jobs, timeout)
         defer_seconds = time.monotonic() - started
         time.sleep(5)  # let the last deferrals' first calls pass
-        first = scrape(ground.api)
-        watches, peak = open_watches(first), rss_mib(triggerer)
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < window:
-            time.sleep(min(5.0, max(0.0, window - (time.monotonic() - t0))))
-            peak = max(peak, rss_mib(triggerer))
-        last = scrape(ground.api)
-        seconds = time.monotonic() - t0
-        watches = max(watches, open_watches(last))
+        measured = measure_window(ground, triggerer, window, step=5.0)
         waiting = (deferred0 + _deferred(ground, operator, run_id)) / 2  # Jobs waiting, on average
-        counted = delta(requests_by_verb(last), requests_by_verb(first))
         release.touch()
         run = ground.wait_deployed(operator, run_id, timeout=600 + 3 * jobs)
         time.sleep(1)
     run.pods, run.jobs_done = pods.records(), dict(pods.jobs_done)
     ground.drop(namespace)
-    per_job_minute = {
-        verb: max(0.0, counted.get(verb, 0.0) - rate.get(verb, 0.0) * seconds) / waiting / (seconds / 60)
-        for verb in sorted(set(counted) | set(rate))
-    }
     return WaitingResult(
         operator=operator,
         jobs=jobs,
         waiting=waiting,
-        window=seconds,
-        per_job_minute=per_job_minute,
-        watches=watches - watches0 - RECORDER_WATCHES,
+        window=measured.seconds,
+        per_job_minute=measured.per_job_minute(rate, waiting),
+        watches=measured.watches - watches0 - RECORDER_WATCHES,
         rss_before=rss_before,
-        rss_peak=peak,
+        rss_peak=measured.peak,
         defer_seconds=defer_seconds,
         latencies=run.exit_to_end(),
         state=run.state,

@@ -73,13 +73,14 @@ def _failure_logs(hook: Any, namespace: str, failures: list[Any], log: Log) -> d
 
 
 def _gather_pods(
-    hook: Any, namespace: str, uid: str, index_map: IndexSet, present: set[int] | None = None
-) -> tuple[dict[int, dict[str, Any]], Any, list[dict[str, Any]]]:
+    hook: Any, namespace: str, uid: str, index_map: IndexSet
+) -> tuple[dict[int, dict[str, Any]], Any, list[dict[str, Any]], IndexSet]:
     """Read the attempt's pods a page at a time (:mod:`~airflow_provider_kbatch.engine.podpages`):
     per logical index the result of its last created Succeeded pod, the output summary if one pod
-    sent it, and the failed pods (slimmed) for the failure message. No list of every pod is held.
-    ``present`` collects the Job-local indexes that still have a Succeeded pod."""
+    sent it, the failed pods (slimmed) for the failure message, and the Job-local indexes that
+    still have a Succeeded pod. No list of every pod is held."""
     results: dict[int, dict[str, Any]] = {}
+    present: set[int] = set()
     created: dict[int, tuple[str, str]] = {}
     summary = None
     failed: list[dict[str, Any]] = []
@@ -92,7 +93,7 @@ def _gather_pods(
             if phase != "Succeeded":
                 continue
             local_index = pod_index(pod)
-            if present is not None and local_index is not None:
+            if local_index is not None:
                 present.add(local_index)
             meta = pod.get("metadata") or {}
             order = (str(meta.get("creationTimestamp") or ""), str(meta.get("name") or ""))
@@ -103,7 +104,7 @@ def _gather_pods(
                 user, found = split_output_summary(value)
                 summary = summary or found
                 results[index_map.nth(local) if local < len(index_map) else local] = user
-    return results, summary, failed
+    return results, summary, failed, IndexSet.of(present)
 
 
 def job_times(job: dict[str, Any]) -> dict[str, str | None]:
@@ -143,12 +144,9 @@ def finish_stage(
     failed = map_local(outcome.failed, index_map)
     if outcome.succeeded and not outcome.indexed:
         completed = index_map  # NonIndexed Job: no completedIndexes; Complete means every index ran
-    present: set[int] = set()
-    results, summary, failed_pods = _gather_pods(hook, namespace, meta["uid"], index_map, present)
+    results, summary, failed_pods, present = _gather_pods(hook, namespace, meta["uid"], index_map)
     # indexes this attempt completed whose pod is gone: their result (a termination message) is lost
-    gone = (
-        map_local(outcome.completed - IndexSet.of(present), index_map) if outcome.indexed else IndexSet.of([])
-    )
+    gone = map_local(outcome.completed - present, index_map) if outcome.indexed else IndexSet.of([])
     if gone:
         log.warning(
             "job %s/%s: %d completed indexes have no pod left to read a result from (%s): they were "

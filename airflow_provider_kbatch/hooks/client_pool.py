@@ -32,7 +32,7 @@ DEFAULT_MAX_AGE_SECONDS = 300.0
 Opener = Callable[[], Awaitable[AbstractAsyncContextManager[Any]]]
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: the pool's list holds the open ones
 class _Entry:
     context: AbstractAsyncContextManager[Any]
     client: Any
@@ -49,8 +49,7 @@ class ClientPool:
     ):
         self.max_age, self.clock = max_age, clock
         self._current: dict[Hashable, _Entry] = {}
-        self._open: set[int] = set()  # ids of the entries not closed yet
-        self._entries: list[_Entry] = []
+        self._entries: list[_Entry] = []  # the clients not closed yet, current or retired
         self._locks: dict[Hashable, asyncio.Lock] = {}
         self.opened = 0  # clients opened so far (for tests and figures)
 
@@ -78,15 +77,13 @@ class ClientPool:
                 client = await context.__aenter__()
                 entry = self._current[key] = _Entry(context, client, self.clock())
                 self._entries.append(entry)
-                self._open.add(id(entry))
                 self.opened += 1
             entry.leases += 1
             return entry
 
     async def _close(self, entry: _Entry) -> None:
-        if id(entry) not in self._open:
+        if entry not in self._entries:
             return
-        self._open.discard(id(entry))
         self._entries.remove(entry)
         await entry.context.__aexit__(None, None, None)
 
@@ -98,7 +95,7 @@ class ClientPool:
 
     @property
     def open_clients(self) -> int:
-        return len(self._open)
+        return len(self._entries)
 
 
 _POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[ClientPool, Any]] = (

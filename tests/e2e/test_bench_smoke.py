@@ -43,11 +43,8 @@ def test_every_benchmark_item_produces_sane_figures(
         jobs["fanout"] = pool.submit(fanout.main, deployed, indexes=2, parallelism=2)
         jobs["retry"] = pool.submit(retry.main, deployed, indexes=2, failed=1, parallelism=2)
         # items 2-3 in one trigger loop, on the session cluster's simulated node
-        env = devcluster.cluster.env()
-        loop = Ground(api=devcluster.api(), cluster_env=env)
-        jobs["triggerloop"] = pool.submit(
-            triggerloop.main, loop, env, jobs=[1], window=12, baseline=3, settle=2
-        )
+        loop = Ground(api=devcluster.api(), cluster_env=devcluster.cluster.env())
+        jobs["triggerloop"] = pool.submit(triggerloop.main, loop, jobs=[1], window=12, baseline=3, settle=2)
         found = {name: job.result() for name, job in jobs.items()}
 
     # item 1 in dags test: each operator's container exit -> task end, and the Job's share

@@ -454,10 +454,8 @@ class SimulatedNodes:
         if kind == "DELETED":
             self.names.pop((meta.get("namespace", ""), meta.get("name", "")), None)
             sim = self.pods.pop(uid, None)
-            if sim is not None:
-                sim.ended.set()
-                if sim.task is not None:
-                    sim.task.cancel()
+            if sim is not None and sim.task is not None:
+                sim.task.cancel()  # its run's finally sets ``ended``: a followed log closes
             return
         sim = self.pods.get(uid)
         if sim is None:
