@@ -45,6 +45,7 @@ def measure(ground: Ground, operator: str, *, indexes: int, parallelism: int) ->
         "wall": run.wall,
         "trigger_to_end": seconds,
         "task_instances": len(run.stages()),
+        "tries": sum(t.try_number for t in run.stages()),
         "scheduler_cpu": scheduler1 - scheduler0,
         "airflow_cpu": airflow1 - airflow0,
         "pods": len(run.pods),
@@ -57,6 +58,7 @@ def rows(k: dict[str, Any], o: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     return [
         ("DAG run wall time, s", k["wall"], o["wall"]),
         ("stage task instances", k["task_instances"], o["task_instances"]),
+        ("their tries (Airflow retries included)", k["tries"], o["tries"]),
         ("scheduler CPU, s", k["scheduler_cpu"], o["scheduler_cpu"]),
         ("all Airflow processes CPU, s", k["airflow_cpu"], o["airflow_cpu"]),
         ("pods", k["pods"], o["pods"]),

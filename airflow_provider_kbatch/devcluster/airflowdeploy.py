@@ -58,6 +58,7 @@ from airflow_provider_kbatch.devcluster import proctree
 from airflow_provider_kbatch.devcluster.airflowclient import DeploymentClient, Run, overlapping
 from airflow_provider_kbatch.devcluster.airflowconfig import (
     COMPONENTS,
+    LOCAL_SETTINGS,
     MARKER_ENV,
     REPO,
     STATE_FILE,
@@ -149,6 +150,12 @@ class AirflowDeployment(DeploymentClient):
         A failed start stops what it started."""
         started = time.monotonic()
         self.home.mkdir(parents=True, exist_ok=True)
+        local_settings = self.home / "config" / "airflow_local_settings.py"
+        if self.cfg.preload:
+            local_settings.parent.mkdir(exist_ok=True)
+            local_settings.write_text(LOCAL_SETTINGS)
+        else:
+            local_settings.unlink(missing_ok=True)
         try:
             self.postgres.start(timeout=min(timeout, 90))
             self.timings["postgres"] = time.monotonic() - started

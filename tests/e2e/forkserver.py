@@ -46,6 +46,7 @@ def warm_up() -> None:
     from airflow.providers_manager import ProvidersManager
     from airflow.sdk.execution_time import supervisor, task_runner  # noqa: F401
 
+    import airflow_provider_kbatch.hooks.preload
     import airflow_provider_kbatch.operators.job
     import airflow_provider_kbatch.sensors.job
     import airflow_provider_kbatch.sensors.output

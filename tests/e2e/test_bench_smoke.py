@@ -78,7 +78,10 @@ def test_every_benchmark_item_produces_sane_figures(
     # item 4: one task instance for kbatch, one per index for the official operator
     fan = found["fanout"]
     assert fan["kbatch"]["task_instances"] == 1 and fan["official"]["task_instances"] == 2, fan
-    assert fan["kbatch"]["pods"] == 2 and fan["official"]["pods"] == 2, fan
+    # kbatch's one try makes the two pods; each official try its one pod (backoff_limit 0). An
+    # official try can fail under this load (its retry makes a third pod): count it, not assume it
+    assert fan["kbatch"]["tries"] == 1 and fan["kbatch"]["pods"] == 2, fan
+    assert fan["official"]["tries"] >= 2 and fan["official"]["pods"] == fan["official"]["tries"], fan
     assert all(finite(v["wall"], v["scheduler_cpu"], v["airflow_cpu"]) for v in fan.values()), fan
     assert all(v["wall"] > 0 and v["airflow_cpu"] > 0 for v in fan.values()), fan
 

@@ -9,6 +9,8 @@ process title over it.)"""
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 from typing import Any
 
 import psutil
@@ -83,3 +85,25 @@ def connected(deployment: AirflowDeployment, component: str) -> set[int]:
         "select client_port from pg_stat_activity where datname = 'airflow' and client_port is not null"
     )
     return ours & {int(port) for port in listed.split()}
+
+
+def test_every_airflow_process_of_the_deployment_loads_the_kubernetes_clients_once(
+    airflow_deployment: AirflowDeployment,
+) -> None:
+    """``$AIRFLOW_HOME/config/airflow_local_settings.py`` imports ``hooks.preload`` when Airflow
+    itself is imported: the scheduler has the clients before its LocalExecutor forks a task."""
+    probe = "import sys, airflow; print(sorted(m for m in sys.modules if m in WANT))".replace(
+        "WANT", "{'airflow_local_settings', 'kubernetes.client', 'kubernetes_asyncio.client'}"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=airflow_deployment.env,
+        cwd=airflow_deployment.home,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert found.stdout.strip().splitlines()[-1] == str(
+        ["airflow_local_settings", "kubernetes.client", "kubernetes_asyncio.client"]
+    ), found.stdout + found.stderr
