@@ -145,14 +145,28 @@ def finish_stage(
     if outcome.succeeded and not outcome.indexed:
         completed = index_map  # NonIndexed Job: no completedIndexes; Complete means every index ran
     results, summary, failed_pods, present = _gather_pods(hook, namespace, meta["uid"], index_map)
-    # indexes this attempt completed whose pod is gone: their result (a termination message) is lost
+    # indexes this attempt completed whose pod is gone: the wait stored the results of the pods it
+    # saw deleted (engine.results.rescue); what it did not see is lost
     gone = map_local(outcome.completed - present, index_map) if outcome.indexed else IndexSet.of([])
+    if gone:
+        mine = stored_results.of_attempt(hook, namespace, identity, job)
+        rescued = {
+            i: dict(v) for i, v in (mine.results if mine else {}).items() if i in gone and i not in results
+        }
+        results.update(rescued)
+        gone = IndexSet.of(i for i in gone if i not in rescued)
+        if rescued:
+            log.info(
+                "job %s/%s: the results of %d indexes whose pods were deleted before the Job finished "
+                "were kept by the wait", namespace, meta["name"], len(rescued),
+            )  # fmt: skip
     if gone:
         log.warning(
             "job %s/%s: %d completed indexes have no pod left to read a result from (%s): they were "
             "deleted before the Job finished, most likely by the pod garbage collector "
             "(kube-controller-manager --terminated-pod-gc-threshold, 12,500 terminated pods by "
-            "default); their results are missing from the XCom and the results ConfigMaps",
+            "default), and the wait did not see them go (it was not running); their results are "
+            "missing from the XCom and the results ConfigMaps",
             namespace, meta["name"], len(gone), gone,
         )  # fmt: skip
     output = None

@@ -19,13 +19,16 @@ The hook needs ConfigMaps ``get``, ``list``, ``create`` and ``update`` (granted 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_kbatch.engine import ledger
+from airflow_provider_kbatch.engine.submission import job_generation, job_index_map
 from airflow_provider_kbatch.pipeline import records
 from airflow_provider_kbatch.pipeline import results as rules
-from airflow_provider_kbatch.spec.names import ANNOTATION_SPEC_HASH, JobIdentity
+from airflow_provider_kbatch.pipeline.summary import split_output_summary
+from airflow_provider_kbatch.spec.names import ANNOTATION_SPEC_HASH, JobIdentity, identity_from_annotations
 
 Results = Mapping[int, Mapping[str, Any]]
 
@@ -139,3 +142,48 @@ def gather(
         spec_hash=record.spec_hash if record is not None else None,
         preview=rules.legacy_preview(record),
     )
+
+
+def of_attempt(
+    hook: Any, namespace: str, identity: JobIdentity, job: Mapping[str, Any]
+) -> rules.StoredResults | None:
+    """What the attempt that ran ``job`` stored (one list request), or None."""
+    meta = job.get("metadata") or {}
+    this = (meta.get("name"), meta.get("uid"))
+    attempts = stored(hook, namespace, identity.dag_id, identity.run_id, identity.task_id, identity.map_index)
+    return next((a for a in attempts if (a.job, a.uid) == this), None)
+
+
+def rescue(hook: Any, namespace: str, job: Mapping[str, Any], results: Results) -> list[str]:
+    """Store the results (Job-local index -> termination message) of pods a wait saw deleted
+    before the Job ended, under the attempt of ``job`` (its identity from the Job's annotations),
+    so that :func:`airflow_provider_kbatch.engine.outcome.finish_stage` finds them when their pods
+    are gone. Returns the ConfigMaps written; none for a Job that is not a kbatch stage's."""
+    meta = job.get("metadata") or {}
+    identity = identity_from_annotations(meta.get("annotations"))
+    if identity is None or not results or not meta.get("uid"):
+        return []
+    index_map = job_index_map(dict(job))
+    logical = {
+        index_map.nth(local) if local < len(index_map) else local: split_output_summary(dict(value))[0]
+        for local, value in results.items()
+    }
+    already = of_attempt(hook, namespace, identity, job)
+    return store(
+        hook, namespace, identity, job, logical, generation=job_generation(dict(job)), already=already
+    )
+
+
+async def keep_rescued(hook: Any, namespace: str, wait: Any, log: Any) -> None:
+    """After a wait (:class:`~airflow_provider_kbatch.engine.waiter.WaitResult`): store the
+    results of the pods it saw deleted (:func:`rescue`, in a thread: ``hook`` is a sync hook).
+    A failure is logged, not raised: the outcome is still read, and names what it cannot find."""
+    try:
+        written = await asyncio.to_thread(rescue, hook, namespace, wait.job, wait.rescued)
+    except Exception as err:
+        log.warning("storing the results of %d deleted pods failed: %s", len(wait.rescued), err)
+        return
+    log.info(
+        "kept the results of %d pods deleted before job %s ended (%d results ConfigMaps)",
+        len(wait.rescued), (wait.job.get("metadata") or {}).get("name"), len(written),
+    )  # fmt: skip

@@ -37,7 +37,7 @@ from airflow_provider_kbatch.engine.podpages import slim_pod
 from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.spec.names import CONTROLLER_UID_LABEL
 from airflow_provider_kbatch.spec.times import time_or_none
-from airflow_provider_kbatch.status import JobOutcome, job_outcome, logical_index, progress_line
+from airflow_provider_kbatch.status import JobOutcome, job_outcome, logical_index, pod_results, progress_line
 
 # live log streams that may wait for a slot, as a multiple of max_log_streams (see observe_pod)
 STREAM_BACKLOG = 4
@@ -80,6 +80,10 @@ class WaitResult:
     outcome: JobOutcome | None
     queued_seconds: float = 0.0
     signals: list[str] = field(default_factory=list)
+    # Job-local index -> the result of a Succeeded pod the wait saw deleted before the Job ended
+    # (the pod garbage collector): the final pod read cannot find it. Not part of the event: the
+    # caller stores it (engine.results.rescue) before the outcome is read.
+    rescued: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def to_event(self, namespace: str, name: str) -> dict[str, Any]:
         outcome = self.outcome
@@ -173,6 +177,8 @@ class _Watch:
         self.stream_slots = asyncio.Semaphore(max(1, settings.max_log_streams))
         self.process_slots = process_stream_slots(settings.process_log_streams)
         self.explained: set[tuple[Any, Any]] = set()
+        # Job-local index -> (pod creation order, result) of Succeeded pods deleted while watched
+        self.rescued: dict[int, tuple[tuple[str, str], dict[str, Any]]] = {}
 
     # ------------------------------------------------------------------ job watch
     async def watch_job(self) -> None:
@@ -303,6 +309,8 @@ class _Watch:
         the logs of pods beyond that are read after the Job finished, within its budget."""
         pod_name = pod.get("metadata", {}).get("name", "")
         phase = pod.get("status", {}).get("phase")
+        if kind == "DELETED" and phase == "Succeeded":
+            self.rescue(pod)
         if kind == "DELETED" or phase == "Succeeded":
             self.pods.pop(pod_name, None)
         if phase == "Succeeded" and kind != "DELETED":
@@ -323,6 +331,17 @@ class _Watch:
             task = asyncio.create_task(self.stream(slim_pod(pod)))
             self.streams[pod_name] = task
             task.add_done_callback(functools.partial(self._stream_done, pod_name))
+
+    def rescue(self, pod: dict[str, Any]) -> None:
+        """Keep the result of a Succeeded pod that is being deleted: the pod garbage collector
+        deletes terminated pods beyond ``--terminated-pod-gc-threshold`` (12,500 by default),
+        also those of a Job still running, and the result is in the pod alone. Only deleted
+        pods are kept, so a stage whose pods stay costs nothing."""
+        meta = pod.get("metadata") or {}
+        order = (str(meta.get("creationTimestamp") or ""), str(meta.get("name") or ""))
+        for local, value in pod_results([pod]).items():
+            if local not in self.rescued or self.rescued[local][0] <= order:  # the last created wins
+                self.rescued[local] = (order, value)
 
     def _stream_done(self, pod_name: str, _task: asyncio.Task[None]) -> None:
         self.streams.pop(pod_name, None)
@@ -419,6 +438,8 @@ async def wait_for_job(
         await watch.drain_streams()
         await watch.read_the_rest(tasks[2])
         watch.report_progress()
+        if watch.result is not None:
+            watch.result.rescued = {local: value for local, (_, value) in watch.rescued.items()}
     finally:
         for task in [*tasks, *watch.streams.values()]:
             task.cancel()

@@ -31,6 +31,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskD
 from airflow_provider_kbatch.engine import concurrency, ledger, podpages
 from airflow_provider_kbatch.engine.disruption import ensure_budget
 from airflow_provider_kbatch.engine.outcome import finish_stage
+from airflow_provider_kbatch.engine.results import keep_rescued
 from airflow_provider_kbatch.engine.submission import (
     GENERATION_ANNOTATION,
     Plan,
@@ -983,6 +984,8 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
                     {"dag_id": self.dag_id, "task_id": self.task_id, "namespace": namespace}
                 ),
             )
+        if result.rescued and result.job is not None:
+            await keep_rescued(self.hook, namespace, result, self.log)
         return result.to_event(namespace, plan.job_name)
 
     def execute_complete(

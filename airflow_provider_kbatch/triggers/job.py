@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_kbatch.engine.results import keep_rescued
 from airflow_provider_kbatch.engine.waiter import WaitSettings, wait_for_job
 from airflow_provider_kbatch.glue.metrics import live_observer
 from airflow_provider_kbatch.glue.tracing import watch_span
@@ -130,6 +131,8 @@ class KbatchJobTrigger(KbatchConnected, BaseTrigger):
                 {"status": "error", "namespace": self.namespace, "name": self.job_name, "error": str(err)}
             )
             return
+        if result.rescued and result.job is not None:
+            await keep_rescued(self.hook, self.namespace, result, self.log)
         event = result.to_event(self.namespace, self.job_name)
         if self.job_uid and event["uid"] and event["uid"] != self.job_uid:
             event = {**event, "status": "deleted", "message": f"job was replaced (uid {event['uid']})"}

@@ -14,8 +14,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import threading
 import time
 from typing import Any
 
@@ -27,8 +30,9 @@ from airflow_provider_kbatch.engine import results as stored_results
 from airflow_provider_kbatch.engine.outcome import finish_stage
 from airflow_provider_kbatch.engine.results import read_results
 from airflow_provider_kbatch.engine.submission import SubmissionError, plan_submission, submit
+from airflow_provider_kbatch.engine.waiter import WaitSettings, wait_for_job
 from airflow_provider_kbatch.errors import KbatchApiError
-from airflow_provider_kbatch.hooks.kbatch import KbatchHook
+from airflow_provider_kbatch.hooks.kbatch import AsyncKbatchHook, KbatchHook
 from airflow_provider_kbatch.pipeline import records
 from airflow_provider_kbatch.pipeline import results as result_rules
 from airflow_provider_kbatch.spec.intervals import IndexSet
@@ -284,3 +288,79 @@ def test_a_job_with_our_name_and_labels_but_another_identity_is_not_adopted(
     job, created = submit(hook, namespace, manifest, digest)
     assert created and job["metadata"]["annotations"]["kbatch.io/run-id"] == "manual__2026-01-01"
     hook.delete_job(namespace, name, propagation="Background")
+
+
+def test_results_of_pods_deleted_while_the_job_runs_are_kept_by_the_wait(
+    hook: KbatchHook, devcluster: ClusterHandle, namespace: str, record_property: Any
+) -> None:
+    """The pod garbage collector deletes terminated pods beyond its threshold (12,500 by default)
+    also while their Job runs, and a result lives only in its pod. Here a thread deletes every
+    Succeeded pod as soon as it sees it, as the collector does: the wait keeps the results of the
+    pods it saw deleted, and the outcome read afterwards returns every index's result."""
+    completions = 24
+    identity = JobIdentity(dag_id="gc", task_id="crunch", run_id="manual__gc", try_number=1)
+    request = pod_request({"seconds": 0.3, "exitCode": 0, "message": RESULT})
+    spec = StageSpec(
+        image="simulated", command=("true",), completions=completions, parallelism=3,
+        node_selector=request["node_selector"], tolerations=tuple(request["tolerations"]),
+        annotations=request["annotations"], ttl_seconds_after_finished=3600,
+    )  # fmt: skip
+    digest = spec_hash(spec)
+    manifest = build_job_manifest(spec, identity, generation=1, namespace=namespace)
+    job, _ = submit(hook, namespace, manifest, digest)
+    name, uid = job["metadata"]["name"], job["metadata"]["uid"]
+    ledger.attempt_started(
+        hook, namespace, identity, job=name, uid=uid, spec_hash=digest, index_map=IndexSet.full(completions)
+    )  # fmt: skip
+
+    deleted: set[int] = set()
+    stop = threading.Event()
+
+    def collect() -> None:  # the pod garbage collector, impatient
+        core = devcluster.core()
+        while not stop.is_set():
+            for pod in core.list_namespaced_pod(namespace, label_selector=f"controller-uid={uid}").items:
+                if pod.status.phase == "Succeeded" and pod.metadata.deletion_timestamp is None:
+                    with contextlib.suppress(Exception):
+                        core.delete_namespaced_pod(pod.metadata.name, namespace, grace_period_seconds=0)
+                        deleted.add(int(pod.metadata.annotations["batch.kubernetes.io/job-completion-index"]))
+            stop.wait(0.2)
+
+    collector = threading.Thread(target=collect, daemon=True)
+    collector.start()
+    try:
+        waited = asyncio.run(
+            wait_for_job(
+                AsyncKbatchHook(), namespace, name, index_map=IndexSet.full(completions),
+                settings=WaitSettings(stream_logs=False), log=LOG,
+            )
+        )  # fmt: skip
+    finally:
+        stop.set()
+        collector.join(timeout=30)
+    assert waited.status == "finished" and waited.outcome is not None and waited.outcome.succeeded
+    assert len(deleted) >= completions // 2, deleted  # most results now exist only in the wait
+    assert set(waited.rescued) <= deleted and len(waited.rescued) >= len(deleted) - 3, (
+        waited.rescued,
+        deleted,
+    )
+    record_property("gc_deleted_pods", len(deleted))
+    record_property("gc_results_rescued", len(waited.rescued))
+    asyncio.run(stored_results.keep_rescued(hook, namespace, waited, LOG))
+
+    done = hook.get_job(namespace, name)
+    left = {
+        int(p.metadata.annotations["batch.kubernetes.io/job-completion-index"])
+        for p in devcluster.core()
+        .list_namespaced_pod(namespace, label_selector=f"controller-uid={uid}")
+        .items
+    }
+    assert not left & set(waited.rescued)
+    result, failure = finish_stage(hook, namespace, identity, done, completions=completions, log=LOG)
+    assert failure is None and result["completed_indexes"] == f"0-{completions - 1}"
+    lost = set(range(completions)) - left - set(waited.rescued)  # deleted after the wait ended
+    assert IndexSet.parse(result.get("results_unreadable", "")) == IndexSet.of(lost), result
+    assert read_results(hook, **result["results_ref"]) == {
+        i: expected(i) for i in range(completions) if i not in lost
+    }
+    assert not lost or len(lost) <= 3, lost

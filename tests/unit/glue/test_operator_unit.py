@@ -67,6 +67,15 @@ class FakeHook:
         self.calls.append(("get_config_map", namespace, name))
         return copy.deepcopy(self.config_maps.get(name))
 
+    def list_config_maps(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        self.calls.append(("list_config_maps", namespace, label_selector))
+        wanted = dict(part.split("=", 1) for part in label_selector.split(",") if part)
+        return [
+            copy.deepcopy(cm)
+            for cm in self.config_maps.values()
+            if all(((cm.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in wanted.items())
+        ]
+
     def update_config_map_cas(self, namespace: str, name: str, mutate: Any, **kwargs: Any) -> dict[str, str]:
         self.calls.append(("update_config_map_cas", namespace, name))
         data = mutate(dict((self.config_maps.get(name) or {}).get("data") or {}))

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_kbatch.engine import ledger
+from airflow_provider_kbatch.engine import results as stored_results
 from airflow_provider_kbatch.engine.outcome import finish_stage
 from airflow_provider_kbatch.engine.results import read_results
 from airflow_provider_kbatch.errors import KbatchApiError
@@ -262,9 +263,9 @@ def test_results_of_another_spec_do_not_count():
 
 
 def test_no_results_no_results_configmaps():
-    hook = Hook([])
-    _started(hook, 2)
     job = _job("Indexed", 2, [("Complete", "CompletionsReached")], completedIndexes="0-1")
+    hook = Hook([_pod(job, i, "not an object: no result") for i in range(2)])  # type: ignore[arg-type]
+    _started(hook, 2)
     hook.calls.clear()
     result, _ = finish_stage(hook, "ns", ID, job, completions=2, log=LOG)
     assert hook.verbs() == ["list_pods", "update_config_map_cas"]  # no list, no put
@@ -391,3 +392,29 @@ def test_completed_indexes_whose_pods_are_gone_are_named_not_dropped_silently(ca
 def test_no_word_about_unreadable_results_when_every_pod_is_there() -> None:
     result = _run_attempt(Hook(), 1, IndexSet.full(20))
     assert "results_unreadable" not in result and result["results_total"] == 20
+
+
+def test_results_the_wait_kept_of_deleted_pods_are_read_back_and_not_called_unreadable() -> None:
+    """The wait stores the results of the pods it saw deleted (engine.results.rescue); the
+    outcome reads them for the indexes without a pod, and names only those still missing."""
+    index_map = IndexSet.parse("100-109")
+    job = _real_job(2, index_map, "uid-job-2")
+    hook = Hook()
+    ledger.attempt_started(
+        hook, NS, ID, job=job["metadata"]["name"], uid="uid-job-2", spec_hash=spec_hash(STAGE),
+        index_map=index_map,
+    )  # fmt: skip
+    written = stored_results.rescue(hook, NS, job, {5: _result_of(105), 6: _result_of(106)})
+    assert written and all(name.startswith("kbatch-results-") for name in written)
+    hook.pods = [_pod(job, local, _result_of(100 + local)) for local in (0, 1, 2, 3, 4, 8)]
+    result, failure = finish_stage(hook, NS, ID, job, completions=1000, log=LOG)
+    assert failure is None and result["results_unreadable"] == "107,109"
+    assert result["results_total"] == 8
+    every = stored_results.read_results(hook, **result["results_ref"])
+    assert every == {i: _result_of(i) for i in (100, 101, 102, 103, 104, 105, 106, 108)}
+
+
+def test_a_job_that_is_no_stage_rescues_nothing() -> None:
+    job = _job("Indexed", 2, [("Complete", "CompletionsReached")], completedIndexes="0-1")
+    hook = Hook()
+    assert stored_results.rescue(hook, NS, job, {0: {"v": 1}}) == [] and hook.calls == []

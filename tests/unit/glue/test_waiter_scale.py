@@ -109,3 +109,30 @@ def test_pages_falls_back_to_one_list_for_hooks_without_pod_pages() -> None:
             return [{"metadata": {"name": "a"}}]
 
     assert list(pages(Plain(), NS, "x=y")) == [[{"metadata": {"name": "a"}}]]
+
+
+def _with_result(pod: dict[str, Any], value: str, created: str) -> dict[str, Any]:
+    pod["metadata"]["creationTimestamp"] = created
+    pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"] = value
+    return pod
+
+
+def test_the_wait_keeps_the_results_of_succeeded_pods_it_sees_deleted_and_only_those() -> None:
+    async def scenario() -> dict[int, Any]:
+        watch = _Watch(
+            FakeHook([]), NS, NAME, None, WaitSettings(stream_logs=False), RecordingLog(), lambda: 0.0
+        )
+        watch.observe_pod(
+            "ADDED", _with_result(k8s_pod("a", 0), '{"v": "kept in the pod"}', "2026-01-01T00:00:00Z")
+        )
+        watch.observe_pod("DELETED", _with_result(k8s_pod("b", 1), '{"v": "b"}', "2026-01-01T00:00:00Z"))
+        # two pods of index 2 deleted: the last created wins, whatever the order of the events
+        watch.observe_pod("DELETED", _with_result(k8s_pod("c2", 2), '{"v": "newer"}', "2026-01-01T00:00:05Z"))
+        watch.observe_pod("DELETED", _with_result(k8s_pod("c1", 2), '{"v": "older"}', "2026-01-01T00:00:01Z"))
+        watch.observe_pod(
+            "DELETED", _with_result(k8s_pod("d", 3, "Failed"), '{"v": "failed"}', "2026-01-01T00:00:00Z")
+        )
+        watch.observe_pod("DELETED", _with_result(k8s_pod("e", 4), "not json", "2026-01-01T00:00:00Z"))
+        return {i: value for i, (_, value) in watch.rescued.items()}
+
+    assert run(lambda loop: scenario()) == {1: {"v": "b"}, 2: {"v": "newer"}}
