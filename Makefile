@@ -8,10 +8,10 @@ VENV := $(shell scripts/venv.sh)
 # checkout that ran venv.sh. This checkout's code comes first for every process the tests start.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 PY = $(VENV)/bin/python
-# Parallel test workers (pytest-xdist, whole modules per worker): `make test TEST_WORKERS=2`. The
-# default is one: on 2 cores two workers took as long as one (30 min 56 s; every test ran about
-# twice as slow, the suite is CPU-bound: Airflow processes, the control plane, the process node).
-TEST_WORKERS ?= 1
+# Test workers (pytest-xdist, --dist loadgroup): with 2, one worker runs the e2e tests (one
+# cluster, one Airflow deployment) while the other runs the unit and integration tests on a
+# cluster of its own (tests/conftest.py groups them). TEST_WORKERS=1 runs everything in one.
+TEST_WORKERS ?= 2
 # Go tools built from the module proxy and cached beside the control plane (devcluster/tools.py)
 GO_TOOLS := helm promtool kueue
 DEMO_DIR ?= $(or $(KBATCH_CACHE),$(HOME)/.cache/kbatch)/demo
@@ -42,7 +42,7 @@ e2e: setup      ## real Airflow 3 (dags test, scheduler, triggerer) against the 
 	KBATCH_REQUIRE_INTEGRATION=1 $(PY) -m pytest tests/e2e -q
 
 test: setup lint  ## everything; skipped integration/e2e tests count as failures
-	KBATCH_REQUIRE_INTEGRATION=1 $(PY) -m pytest tests -q -p no:cacheprovider $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) --junitxml=.pytest-results.xml
+	KBATCH_REQUIRE_INTEGRATION=1 $(PY) -m pytest tests -q -p no:cacheprovider $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup) --junitxml=.pytest-results.xml
 	$(PY) scripts/check_junit.py .pytest-results.xml
 
 demo: setup     ## start the local cluster and run the example pipeline with `airflow dags test`

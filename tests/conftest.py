@@ -27,13 +27,21 @@ REQUIRE = os.environ.get("KBATCH_REQUIRE_INTEGRATION") == "1"
 SESSION_CLIENT_QPS = 200
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's loadgroup reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark integration and e2e tests. Under ``make test`` (two xdist workers, ``--dist
+    loadgroup``) the e2e tests are one group, every other test the other: one worker runs the e2e
+    tests on its cluster and Airflow deployment, the other the unit and integration tests on a
+    cluster of its own, so neither starts a second deployment and the API server restarts of
+    ``test_resilience.py`` reach no other test."""
     for item in items:
         path = str(item.fspath)
         if f"{os.sep}integration{os.sep}" in path:
             item.add_marker(pytest.mark.integration)
-        if f"{os.sep}e2e{os.sep}" in path:
+        e2e = f"{os.sep}e2e{os.sep}" in path
+        if e2e:
             item.add_marker(pytest.mark.e2e)
+        item.add_marker(pytest.mark.xdist_group("e2e" if e2e else "unit-integration"))
 
 
 @pytest.hookimpl(hookwrapper=True)
