@@ -27,21 +27,36 @@ REQUIRE = os.environ.get("KBATCH_REQUIRE_INTEGRATION") == "1"
 SESSION_CLIENT_QPS = 200
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's loadgroup reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark integration and e2e tests. Under ``make test`` (two xdist workers, ``--dist
-    loadgroup``) the e2e tests are one group, every other test the other: one worker runs the e2e
-    tests on its cluster and Airflow deployment, the other the unit and integration tests on a
-    cluster of its own, so neither starts a second deployment and the API server restarts of
-    ``test_resilience.py`` reach no other test."""
     for item in items:
         path = str(item.fspath)
         if f"{os.sep}integration{os.sep}" in path:
             item.add_marker(pytest.mark.integration)
-        e2e = f"{os.sep}e2e{os.sep}" in path
-        if e2e:
+        if f"{os.sep}e2e{os.sep}" in path:
             item.add_marker(pytest.mark.e2e)
-        item.add_marker(pytest.mark.xdist_group("e2e" if e2e else "unit-integration"))
+
+
+def worker_group(nodeid: str) -> str:
+    """The worker group of a test under ``make test``: the e2e tests, or every other test."""
+    return "e2e" if nodeid.startswith("tests/e2e/") else "unit-integration"
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``make test`` (two xdist workers, ``--dist loadgroup``) one worker runs every e2e test
+    on its cluster and Airflow deployment while the other runs the unit and integration tests on a
+    cluster of its own: no second deployment, and the API server restarts of
+    ``test_resilience.py`` reach no other test. The groups are decided here, by directory, not by
+    ``xdist_group`` marks: xdist 3.8 appends a mark's group to ``item._nodeid``, which pytest 9.2's
+    ``nodeid`` no longer returns, so the marks group nothing."""
+    if config.getoption("dist", None) != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByDirectory(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    return ByDirectory(config, log)
 
 
 @pytest.hookimpl(hookwrapper=True)
