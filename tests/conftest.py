@@ -42,7 +42,7 @@ def worker_group(nodeid: str) -> str:
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Under ``make test`` (two xdist workers, ``--dist loadgroup``) one worker runs every e2e test
+    """Under ``make test TEST_WORKERS=2`` (``--dist loadgroup``) one worker runs every e2e test
     on its cluster and Airflow deployment while the other runs the unit and integration tests on a
     cluster of its own: no second deployment, and the API server restarts of
     ``test_resilience.py`` reach no other test. The groups are decided here, by directory, not by
@@ -117,7 +117,7 @@ class ClusterHandle:
         name = f"{prefix}-{secrets.token_hex(4)}"
         self.core().create_namespace({"metadata": {"name": name}})
         wait_until(
-            lambda: _sa_exists(self.core(), name), timeout=30, what=f"default service account in {name}"
+            lambda: _sa_exists(self.core(), name), timeout=90, what=f"default service account in {name}"
         )
         return name
 
