@@ -155,13 +155,20 @@ def expected(index: int) -> dict[str, Any]:
     return {"index": index, "tag": f"r{index}", "pad": "x" * 1960}
 
 
-def test_1000_indexes_of_2kb_results_every_one_readable(
-    hook: KbatchHook, devcluster: ClusterHandle, namespace: str, record_property: Any
-) -> None:
-    identity = JobIdentity(dag_id="fanout", task_id="crunch", run_id="manual__1000", try_number=1)
-    request = pod_request({"seconds": 0, "exitCode": 0, "message": RESULT})
+def start_simulated_stage(
+    hook: KbatchHook,
+    namespace: str,
+    identity: JobIdentity,
+    *,
+    completions: int,
+    parallelism: int,
+    seconds: float,
+) -> dict[str, Any]:
+    """Submit a stage of ``completions`` simulated pods, each ending after ``seconds`` with
+    ``RESULT`` as its termination message, and record its attempt in the ledger."""
+    request = pod_request({"seconds": seconds, "exitCode": 0, "message": RESULT})
     spec = StageSpec(
-        image="simulated", command=("true",), completions=1000, parallelism=1000,
+        image="simulated", command=("true",), completions=completions, parallelism=parallelism,
         node_selector=request["node_selector"], tolerations=tuple(request["tolerations"]),
         annotations=request["annotations"], ttl_seconds_after_finished=3600,
     )  # fmt: skip
@@ -171,8 +178,16 @@ def test_1000_indexes_of_2kb_results_every_one_readable(
     assert created
     ledger.attempt_started(
         hook, namespace, identity, job=job["metadata"]["name"], uid=job["metadata"]["uid"],
-        spec_hash=digest, index_map=IndexSet.full(1000),
+        spec_hash=digest, index_map=IndexSet.full(completions),
     )  # fmt: skip
+    return job
+
+
+def test_1000_indexes_of_2kb_results_every_one_readable(
+    hook: KbatchHook, devcluster: ClusterHandle, namespace: str, record_property: Any
+) -> None:
+    identity = JobIdentity(dag_id="fanout", task_id="crunch", run_id="manual__1000", try_number=1)
+    job = start_simulated_stage(hook, namespace, identity, completions=1000, parallelism=1000, seconds=0)
     started = time.monotonic()
     done = wait_until(
         lambda: (j := hook.get_job(namespace, job["metadata"]["name"])) and job_outcome(j).finished and j,
@@ -299,19 +314,10 @@ def test_results_of_pods_deleted_while_the_job_runs_are_kept_by_the_wait(
     pods it saw deleted, and the outcome read afterwards returns every index's result."""
     completions = 24
     identity = JobIdentity(dag_id="gc", task_id="crunch", run_id="manual__gc", try_number=1)
-    request = pod_request({"seconds": 0.3, "exitCode": 0, "message": RESULT})
-    spec = StageSpec(
-        image="simulated", command=("true",), completions=completions, parallelism=3,
-        node_selector=request["node_selector"], tolerations=tuple(request["tolerations"]),
-        annotations=request["annotations"], ttl_seconds_after_finished=3600,
-    )  # fmt: skip
-    digest = spec_hash(spec)
-    manifest = build_job_manifest(spec, identity, generation=1, namespace=namespace)
-    job, _ = submit(hook, namespace, manifest, digest)
+    job = start_simulated_stage(
+        hook, namespace, identity, completions=completions, parallelism=3, seconds=0.3
+    )
     name, uid = job["metadata"]["name"], job["metadata"]["uid"]
-    ledger.attempt_started(
-        hook, namespace, identity, job=name, uid=uid, spec_hash=digest, index_map=IndexSet.full(completions)
-    )  # fmt: skip
 
     deleted: set[int] = set()
     stop = threading.Event()

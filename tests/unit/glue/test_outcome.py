@@ -368,17 +368,25 @@ def test_the_jobs_own_times_go_into_its_ledger_attempt_for_after_the_job_is_gone
     )
 
 
+def _resumed_attempt(index_map: IndexSet) -> dict[str, Any]:
+    """Attempt 2 of a resumed stage: Job-local indexes 0.. run the logical ``index_map``."""
+    return _real_job(2, index_map, "uid-job-2")
+
+
+def _start(hook: Hook, job: dict[str, Any]) -> None:
+    index_map = IndexSet.parse(job["metadata"]["annotations"]["kbatch.io/index-map"])
+    ledger.attempt_started(
+        hook, NS, ID, job=job["metadata"]["name"], uid=job["metadata"]["uid"], spec_hash=spec_hash(STAGE),
+        index_map=index_map,
+    )  # fmt: skip
+
+
 def test_completed_indexes_whose_pods_are_gone_are_named_not_dropped_silently(caplog: Any) -> None:
     """The pod garbage collector deletes terminated pods beyond 12,500 (its default threshold)
     while a big Job still runs: a 20,000-index run read back 12,617 results and said nothing.
     Their results are lost with the pods; the task says which indexes, in its log and its XCom."""
-    index_map = IndexSet.parse("100-109")  # a resumed attempt: local 0-9 run logical 100-109
-    job = _real_job(2, index_map, "uid-job-2")
-    hook = Hook()
-    ledger.attempt_started(
-        hook, NS, ID, job=job["metadata"]["name"], uid="uid-job-2", spec_hash=spec_hash(STAGE),
-        index_map=index_map,
-    )  # fmt: skip
+    hook, job = Hook(), _resumed_attempt(IndexSet.parse("100-109"))
+    _start(hook, job)
     hook.pods = [_pod(job, local, _result_of(100 + local)) for local in (0, 1, 2, 3, 4, 8)]
     with caplog.at_level(logging.WARNING):
         result, failure = finish_stage(hook, NS, ID, job, completions=1000, log=LOG)
@@ -397,13 +405,8 @@ def test_no_word_about_unreadable_results_when_every_pod_is_there() -> None:
 def test_results_the_wait_kept_of_deleted_pods_are_read_back_and_not_called_unreadable() -> None:
     """The wait stores the results of the pods it saw deleted (engine.results.rescue); the
     outcome reads them for the indexes without a pod, and names only those still missing."""
-    index_map = IndexSet.parse("100-109")
-    job = _real_job(2, index_map, "uid-job-2")
-    hook = Hook()
-    ledger.attempt_started(
-        hook, NS, ID, job=job["metadata"]["name"], uid="uid-job-2", spec_hash=spec_hash(STAGE),
-        index_map=index_map,
-    )  # fmt: skip
+    hook, job = Hook(), _resumed_attempt(IndexSet.parse("100-109"))
+    _start(hook, job)
     written = stored_results.rescue(hook, NS, job, {5: _result_of(105), 6: _result_of(106)})
     assert written and all(name.startswith("kbatch-results-") for name in written)
     hook.pods = [_pod(job, local, _result_of(100 + local)) for local in (0, 1, 2, 3, 4, 8)]
