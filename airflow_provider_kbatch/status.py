@@ -174,22 +174,25 @@ def logical_index(pod: Mapping[str, Any], index_map: IndexSet | None = None) -> 
     """The logical index a pod runs: its completion index through the Job's index map (the one
     definition; a resumed Job's local index k runs logical index ``index_map.nth(k)``)."""
     local = pod_index(pod)
-    return None if local is None else _logical(local, index_map)
+    return None if local is None else to_logical(local, index_map)
 
 
-def _logical(index: int, index_map: IndexSet | None) -> int:
+def to_logical(index: int, index_map: IndexSet | None) -> int:
     """Job-local -> logical index (unchanged without a map, or outside it)."""
     if index_map is None or index >= len(index_map):
         return index
     return index_map.nth(index)
 
 
-def _by_creation(pods: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    def key(pod: Mapping[str, Any]) -> tuple[str, str]:
-        meta = pod.get("metadata") or {}
-        return (str(meta.get("creationTimestamp") or ""), str(meta.get("name") or ""))
+def creation_order(pod: Mapping[str, Any]) -> tuple[str, str]:
+    """Sorts pods by creation (name breaks ties): of an index's pods, the greatest is the last
+    created, whose result wins."""
+    meta = pod.get("metadata") or {}
+    return (str(meta.get("creationTimestamp") or ""), str(meta.get("name") or ""))
 
-    return sorted((p for p in pods if isinstance(p, Mapping)), key=key)
+
+def _by_creation(pods: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return sorted((p for p in pods if isinstance(p, Mapping)), key=creation_order)
 
 
 def _terminated_statuses(pod: Mapping[str, Any]) -> list[tuple[str | None, Mapping[str, Any]]]:
@@ -220,7 +223,7 @@ def _failure(pod: Mapping[str, Any], index_map: IndexSet | None) -> IndexFailure
     local = pod_index(pod)
     exit_code = term.get("exitCode")
     return IndexFailure(
-        index=None if local is None else _logical(local, index_map),
+        index=None if local is None else to_logical(local, index_map),
         pod=str(meta.get("name") or ""),
         container=container,
         exit_code=exit_code if isinstance(exit_code, int) else None,
@@ -277,7 +280,7 @@ def pod_results(
         for name, term in _terminated_statuses(pod):
             value = _json_object(term.get("message")) if container in (None, name) else None
             if value is not None:
-                results[_logical(index, index_map)] = value
+                results[to_logical(index, index_map)] = value
                 break
     return results
 

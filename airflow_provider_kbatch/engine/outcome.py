@@ -30,12 +30,14 @@ from airflow_provider_kbatch.pipeline.summary import split_output_summary
 from airflow_provider_kbatch.spec.intervals import IndexSet, map_local
 from airflow_provider_kbatch.spec.names import CONTROLLER_UID_LABEL, JobIdentity
 from airflow_provider_kbatch.status import (
+    creation_order,
     describe_failure,
     job_end_time,
     job_outcome,
     pod_failures,
     pod_index,
     pod_results,
+    to_logical,
 )
 
 LOG_TAIL_LINES = 20
@@ -95,15 +97,14 @@ def _gather_pods(
             local_index = pod_index(pod)
             if local_index is not None:
                 present.add(local_index)
-            meta = pod.get("metadata") or {}
-            order = (str(meta.get("creationTimestamp") or ""), str(meta.get("name") or ""))
+            order = creation_order(pod)
             for local, value in pod_results([pod]).items():
                 if local in created and created[local] > order:
                     continue  # an index's last created pod wins, as pod_results decides
                 created[local] = order
                 user, found = split_output_summary(value)
                 summary = summary or found
-                results[index_map.nth(local) if local < len(index_map) else local] = user
+                results[to_logical(local, index_map)] = user
     return results, summary, failed, IndexSet.of(present)
 
 

@@ -29,6 +29,7 @@ from airflow_provider_kbatch.pipeline import records
 from airflow_provider_kbatch.pipeline import results as rules
 from airflow_provider_kbatch.pipeline.summary import split_output_summary
 from airflow_provider_kbatch.spec.names import ANNOTATION_SPEC_HASH, JobIdentity, identity_from_annotations
+from airflow_provider_kbatch.status import to_logical
 
 Results = Mapping[int, Mapping[str, Any]]
 
@@ -100,6 +101,18 @@ def store(
     return [body["metadata"]["name"] for body in bodies]
 
 
+def _job_key(job: Mapping[str, Any]) -> tuple[str, str | None]:
+    """(name, uid) of a Job: how a stored attempt names the Job that ran it."""
+    meta = job.get("metadata") or {}
+    return (str(meta.get("name") or ""), meta.get("uid"))
+
+
+def _attempt_of(
+    attempts: list[rules.StoredResults], key: tuple[str, str | None]
+) -> rules.StoredResults | None:
+    return next((a for a in attempts if (a.job, a.uid) == key), None)
+
+
 def gather(
     hook: Any,
     namespace: str,
@@ -115,14 +128,14 @@ def gather(
     request when neither this attempt nor the ledger ``record`` has results to keep or read."""
     results = dict(results or {})
     meta = (job or {}).get("metadata") or {}
-    this: tuple[str, str | None] = (str(meta.get("name") or ""), meta.get("uid"))
+    this = _job_key(job or {})
     attempts: list[rules.StoredResults] = []
     if results or rules.has_stored_results(record, besides=this):
         attempts = stored(
             hook, namespace, identity.dag_id, identity.run_id, identity.task_id, identity.map_index
         )
     if job is not None and results:
-        mine = next((a for a in attempts if (a.job, a.uid) == this), None)
+        mine = _attempt_of(attempts, this)
         recorded = [a.spec_hash for a in (record.attempts if record else ()) if (a.job, a.uid) == this]
         spec = recorded[-1] if recorded else (meta.get("annotations") or {}).get(ANNOTATION_SPEC_HASH)
         store(hook, namespace, identity, job, results, generation=generation, spec_hash=spec, already=mine)
@@ -148,10 +161,8 @@ def of_attempt(
     hook: Any, namespace: str, identity: JobIdentity, job: Mapping[str, Any]
 ) -> rules.StoredResults | None:
     """What the attempt that ran ``job`` stored (one list request), or None."""
-    meta = job.get("metadata") or {}
-    this = (meta.get("name"), meta.get("uid"))
     attempts = stored(hook, namespace, identity.dag_id, identity.run_id, identity.task_id, identity.map_index)
-    return next((a for a in attempts if (a.job, a.uid) == this), None)
+    return _attempt_of(attempts, _job_key(job))
 
 
 def rescue(hook: Any, namespace: str, job: Mapping[str, Any], results: Results) -> list[str]:
@@ -165,8 +176,7 @@ def rescue(hook: Any, namespace: str, job: Mapping[str, Any], results: Results) 
         return []
     index_map = job_index_map(dict(job))
     logical = {
-        index_map.nth(local) if local < len(index_map) else local: split_output_summary(dict(value))[0]
-        for local, value in results.items()
+        to_logical(local, index_map): split_output_summary(dict(value))[0] for local, value in results.items()
     }
     already = of_attempt(hook, namespace, identity, job)
     return store(
@@ -178,6 +188,8 @@ async def keep_rescued(hook: Any, namespace: str, wait: Any, log: Any) -> None:
     """After a wait (:class:`~airflow_provider_kbatch.engine.waiter.WaitResult`): store the
     results of the pods it saw deleted (:func:`rescue`, in a thread: ``hook`` is a sync hook).
     A failure is logged, not raised: the outcome is still read, and names what it cannot find."""
+    if not wait.rescued or wait.job is None:
+        return
     try:
         written = await asyncio.to_thread(rescue, hook, namespace, wait.job, wait.rescued)
     except Exception as err:

@@ -37,7 +37,14 @@ from airflow_provider_kbatch.engine.podpages import slim_pod
 from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.spec.names import CONTROLLER_UID_LABEL
 from airflow_provider_kbatch.spec.times import time_or_none
-from airflow_provider_kbatch.status import JobOutcome, job_outcome, logical_index, pod_results, progress_line
+from airflow_provider_kbatch.status import (
+    JobOutcome,
+    creation_order,
+    job_outcome,
+    logical_index,
+    pod_results,
+    progress_line,
+)
 
 # live log streams that may wait for a slot, as a multiple of max_log_streams (see observe_pod)
 STREAM_BACKLOG = 4
@@ -337,8 +344,7 @@ class _Watch:
         deletes terminated pods beyond ``--terminated-pod-gc-threshold`` (12,500 by default),
         also those of a Job still running, and the result is in the pod alone. Only deleted
         pods are kept, so a stage whose pods stay costs nothing."""
-        meta = pod.get("metadata") or {}
-        order = (str(meta.get("creationTimestamp") or ""), str(meta.get("name") or ""))
+        order = creation_order(pod)
         for local, value in pod_results([pod]).items():
             if local not in self.rescued or self.rescued[local][0] <= order:  # the last created wins
                 self.rescued[local] = (order, value)

@@ -984,8 +984,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
                     {"dag_id": self.dag_id, "task_id": self.task_id, "namespace": namespace}
                 ),
             )
-        if result.rescued and result.job is not None:
-            await keep_rescued(self.hook, namespace, result, self.log)
+        await keep_rescued(self.hook, namespace, result, self.log)
         return result.to_event(namespace, plan.job_name)
 
     def execute_complete(

@@ -131,8 +131,7 @@ class KbatchJobTrigger(KbatchConnected, BaseTrigger):
                 {"status": "error", "namespace": self.namespace, "name": self.job_name, "error": str(err)}
             )
             return
-        if result.rescued and result.job is not None:
-            await keep_rescued(self.hook, self.namespace, result, self.log)
+        await keep_rescued(self.hook, self.namespace, result, self.log)
         event = result.to_event(self.namespace, self.job_name)
         if self.job_uid and event["uid"] and event["uid"] != self.job_uid:
             event = {**event, "status": "deleted", "message": f"job was replaced (uid {event['uid']})"}

@@ -92,9 +92,8 @@ def test_every_airflow_process_of_the_deployment_loads_the_kubernetes_clients_on
 ) -> None:
     """``$AIRFLOW_HOME/config/airflow_local_settings.py`` imports ``hooks.preload`` when Airflow
     itself is imported: the scheduler has the clients before its LocalExecutor forks a task."""
-    probe = "import sys, airflow; print(sorted(m for m in sys.modules if m in WANT))".replace(
-        "WANT", "{'airflow_local_settings', 'kubernetes.client', 'kubernetes_asyncio.client'}"
-    )
+    wanted = ["airflow_local_settings", "kubernetes.client", "kubernetes_asyncio.client"]
+    probe = f"import sys, airflow; print(sorted(m for m in sys.modules if m in {wanted!r}))"
     found = subprocess.run(
         [sys.executable, "-c", probe],
         env=airflow_deployment.env,
@@ -104,6 +103,4 @@ def test_every_airflow_process_of_the_deployment_loads_the_kubernetes_clients_on
         timeout=120,
         check=True,
     )
-    assert found.stdout.strip().splitlines()[-1] == str(
-        ["airflow_local_settings", "kubernetes.client", "kubernetes_asyncio.client"]
-    ), found.stdout + found.stderr
+    assert found.stdout.strip().splitlines()[-1] == str(wanted), found.stdout + found.stderr
