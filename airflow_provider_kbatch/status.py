@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_kbatch.spec.intervals import IndexSet
-from airflow_provider_kbatch.spec.names import JOB_COMPLETION_INDEX_KEY
+from airflow_provider_kbatch.spec.names import CONTROLLER_UID_LABEL, JOB_COMPLETION_INDEX_KEY
 from airflow_provider_kbatch.spec.times import time_or_none
 
 COMPLETE = "Complete"
@@ -419,3 +419,62 @@ def job_end_time(status: Mapping[str, Any]) -> datetime.datetime | None:
         if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
             return time_or_none(cond.get("lastTransitionTime"))
     return None
+
+
+# what of a pod's metadata anything after the list reads (status is kept whole): of a watched
+# Succeeded pod, the first six and two labels (watched_pod)
+_WATCHED_SUCCEEDED_METADATA = (
+    "name",
+    "namespace",
+    "resourceVersion",
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+)
+_POD_METADATA = (*_WATCHED_SUCCEEDED_METADATA, "labels", "annotations", "ownerReferences")
+_WATCHED_LABELS = (CONTROLLER_UID_LABEL, JOB_COMPLETION_INDEX_KEY)
+
+
+def slim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """``pod`` without what no kbatch reader looks at (managed fields, env, volumes, commands):
+    metadata names, version, times, labels, annotations and owners; the containers' names and
+    images; the node; the whole status. A full pod is 5-10 KB of JSON; what the watches, the
+    waits and the outcome keep of a Job's pods at 100,000 indexes is this."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    slim_spec: dict[str, Any] = {
+        "containers": [
+            {"name": c.get("name"), "image": c.get("image")} for c in spec.get("containers") or () if c
+        ],
+    }
+    for key in ("nodeName", "restartPolicy"):
+        if key in spec:
+            slim_spec[key] = spec[key]
+    return {
+        "metadata": {k: meta[k] for k in _POD_METADATA if k in meta},
+        "spec": slim_spec,
+        "status": dict(pod.get("status") or {}),
+    }
+
+
+def watched_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """What a pod watch keeps (and reports) of a pod: :func:`slim_pod` of a pod not Succeeded;
+    of a Succeeded one, the bulk (every completed index until the pod garbage collector deletes
+    it: 12,500 by default), only its names, version, times, index and controller uid, containers
+    and the terminated state of each (its result): about a third of the slim pod."""
+    slim = slim_pod(pod)
+    status = slim["status"]
+    if status.get("phase") != "Succeeded":
+        return slim
+    meta = slim["metadata"]
+    kept: dict[str, Any] = {k: meta[k] for k in _WATCHED_SUCCEEDED_METADATA if k in meta}
+    for part in ("labels", "annotations"):
+        picked = {k: v for k, v in (meta.get(part) or {}).items() if k in _WATCHED_LABELS}
+        if picked:
+            kept[part] = picked
+    ended: dict[str, Any] = {"phase": "Succeeded"}
+    for name, term in _terminated_statuses(slim):
+        ended.setdefault("containerStatuses", []).append(
+            {"name": name, "state": {"terminated": {k: v for k, v in term.items() if k != "containerID"}}}
+        )
+    return {"metadata": kept, "spec": slim["spec"], "status": ended}

@@ -37,6 +37,7 @@ from airflow_provider_kbatch.status import (
     pod_failures,
     pod_index,
     pod_results,
+    slim_pod,
     to_logical,
 )
 
@@ -90,7 +91,7 @@ def _gather_pods(
         for pod in page:
             phase = (pod.get("status") or {}).get("phase")
             if phase == "Failed":
-                failed.append(podpages.slim_pod(pod))
+                failed.append(slim_pod(pod))
                 continue
             if phase != "Succeeded":
                 continue

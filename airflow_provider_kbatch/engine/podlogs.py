@@ -27,11 +27,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from airflow_provider_kbatch.engine.podpages import apages, slim_pod
+from airflow_provider_kbatch.engine.podpages import apages
 from airflow_provider_kbatch.errors import NotFound, PodLogNotReady
 from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.spec.names import CONTROLLER_UID_LABEL, JOB_COMPLETION_INDEX_KEY
-from airflow_provider_kbatch.status import logical_index, pod_index
+from airflow_provider_kbatch.status import logical_index, pod_index, slim_pod
 
 
 class Log(Protocol):

@@ -20,7 +20,7 @@ The hook needs ConfigMaps ``get``, ``list``, ``create`` and ``update`` (granted 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from airflow_provider_kbatch.engine import ledger
@@ -184,18 +184,22 @@ def rescue(hook: Any, namespace: str, job: Mapping[str, Any], results: Results) 
     )
 
 
-async def keep_rescued(hook: Any, namespace: str, wait: Any, log: Any) -> None:
-    """After a wait (:class:`~airflow_provider_kbatch.engine.waiter.WaitResult`): store the
-    results of the pods it saw deleted (:func:`rescue`, in a thread: ``hook`` is a sync hook).
-    A failure is logged, not raised: the outcome is still read, and names what it cannot find."""
-    if not wait.rescued or wait.job is None:
-        return
-    try:
-        written = await asyncio.to_thread(rescue, hook, namespace, wait.job, wait.rescued)
-    except Exception as err:
-        log.warning("storing the results of %d deleted pods failed: %s", len(wait.rescued), err)
-        return
-    log.info(
-        "kept the results of %d pods deleted before job %s ended (%d results ConfigMaps)",
-        len(wait.rescued), (wait.job.get("metadata") or {}).get("name"), len(written),
-    )  # fmt: skip
+def keeper(hook: Any, namespace: str, log: Any) -> Callable[[Mapping[str, Any], Results], Awaitable[bool]]:
+    """What a wait (:func:`~airflow_provider_kbatch.engine.waiter.wait_for_job`, ``keep=``) calls
+    to store the results of the pods it saw deleted: :func:`rescue` in a thread (``hook`` is a
+    sync hook). A failure is logged, not raised, and returns False: the wait keeps them and tries
+    again, and the outcome read at the end names what it cannot find."""
+
+    async def keep(job: Mapping[str, Any], results: Results) -> bool:
+        try:
+            written = await asyncio.to_thread(rescue, hook, namespace, job, results)
+        except Exception as err:
+            log.warning("storing the results of %d deleted pods failed: %s", len(results), err)
+            return False
+        log.info(
+            "kept the results of %d pods deleted before job %s ended (%d results ConfigMaps)",
+            len(results), (job.get("metadata") or {}).get("name"), len(written),
+        )  # fmt: skip
+        return True
+
+    return keep

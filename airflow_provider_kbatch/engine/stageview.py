@@ -13,12 +13,13 @@ from typing import Any
 
 from airflow_provider_kbatch.engine import ledger
 from airflow_provider_kbatch.engine.indexgrid import IndexGrid, build_grid
-from airflow_provider_kbatch.engine.podpages import pages, slim_pod
+from airflow_provider_kbatch.engine.podpages import pages
 from airflow_provider_kbatch.errors import KbatchError
 from airflow_provider_kbatch.pipeline import ledger_names
 from airflow_provider_kbatch.pipeline.ledger_schema import StageRecord
 from airflow_provider_kbatch.pipeline.stage_records import read_stage
 from airflow_provider_kbatch.spec.names import JobIdentity, run_labels, selector_for
+from airflow_provider_kbatch.status import slim_pod
 
 #: Lines of a pod's log the view shows at most (the API's ``tail`` is capped to it).
 MAX_LOG_LINES = 2000

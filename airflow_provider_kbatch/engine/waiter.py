@@ -20,7 +20,7 @@ import functools
 import logging
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -33,7 +33,6 @@ from airflow_provider_kbatch.engine.podlogs import (
     log_label,
     read_unstreamed,
 )
-from airflow_provider_kbatch.engine.podpages import slim_pod
 from airflow_provider_kbatch.spec.intervals import IndexSet
 from airflow_provider_kbatch.spec.names import CONTROLLER_UID_LABEL
 from airflow_provider_kbatch.spec.times import time_or_none
@@ -44,6 +43,7 @@ from airflow_provider_kbatch.status import (
     logical_index,
     pod_results,
     progress_line,
+    slim_pod,
 )
 
 # live log streams that may wait for a slot, as a multiple of max_log_streams (see observe_pod)
@@ -88,9 +88,10 @@ class WaitResult:
     queued_seconds: float = 0.0
     signals: list[str] = field(default_factory=list)
     # Job-local index -> the result of a Succeeded pod the wait saw deleted before the Job ended
-    # (the pod garbage collector): the final pod read cannot find it. Not part of the event: the
-    # caller stores it (engine.results.rescue) before the outcome is read.
+    # (the pod garbage collector): the final pod read cannot find it. With ``keep``, only those it
+    # could not store (``rescued_kept`` counts the stored); never part of the event.
     rescued: dict[int, dict[str, Any]] = field(default_factory=dict)
+    rescued_kept: int = 0
 
     def to_event(self, namespace: str, name: str) -> dict[str, Any]:
         outcome = self.outcome
@@ -107,6 +108,9 @@ class WaitResult:
             "signals": list(self.signals),
         }
 
+
+# stores the results of deleted pods: (the Job, Job-local index -> result) -> stored?
+Keep = Callable[[Mapping[str, Any], Mapping[int, Mapping[str, Any]]], Awaitable[bool]]
 
 _PROCESS_STREAMS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
@@ -149,6 +153,7 @@ class _Watch:
     """State shared by the tasks of one wait."""
 
     on_progress: Callable[[JobOutcome], None] | None = None  # each progress line (live metrics)
+    keep: Keep | None = None  # stores rescued results (see wait_for_job)
 
     def __init__(
         self,
@@ -186,6 +191,8 @@ class _Watch:
         self.explained: set[tuple[Any, Any]] = set()
         # Job-local index -> (pod creation order, result) of Succeeded pods deleted while watched
         self.rescued: dict[int, tuple[tuple[str, str], dict[str, Any]]] = {}
+        self.rescued_kept = 0
+        self.keeping = asyncio.Lock()  # one store at a time: each merges with what the last wrote
 
     # ------------------------------------------------------------------ job watch
     async def watch_job(self) -> None:
@@ -250,6 +257,7 @@ class _Watch:
                 last_report = now
                 self.report_progress()
                 await self.explain_pending()
+                await self.keep_rescued()
 
     def report_progress(self) -> None:
         if self.outcome is None:
@@ -310,14 +318,23 @@ class _Watch:
         """Keep what the progress lines and the final log read need of a pod event.
 
         At 100,000 indexes the wait must not hold every pod: pods are kept slimmed
-        (:func:`~airflow_provider_kbatch.engine.podpages.slim_pod`), a Succeeded pod is dropped
-        (progress needs the pending, live and failed ones; the final read lists the Job's pods
-        again), and at most ``STREAM_BACKLOG`` times ``max_log_streams`` streams wait for a slot:
+        (:func:`~airflow_provider_kbatch.status.slim_pod`), a Succeeded pod is dropped (progress
+        needs the pending, live and failed ones; the final read lists the Job's pods again), also
+        when it is deleted (its name only, if its log still had to be read), and at most ``STREAM_BACKLOG`` times ``max_log_streams`` streams wait for a slot:
         the logs of pods beyond that are read after the Job finished, within its budget."""
         pod_name = pod.get("metadata", {}).get("name", "")
         phase = pod.get("status", {}).get("phase")
         if kind == "DELETED" and phase == "Succeeded":
+            # the pod garbage collector deletes tens of thousands at 100,000 indexes: keep its
+            # result, and of the pod only what the final log read names ("the pod was deleted")
             self.rescue(pod)
+            self.pods.pop(pod_name, None)
+            self.seen.pop(pod_name, None)
+            if self.settings.stream_logs and any(
+                (pod_name, c) not in self.streamed for c in containers_of(pod)
+            ):
+                self.seen[pod_name] = {**slim_pod(pod), "status": {"phase": phase}}
+            return
         if kind == "DELETED" or phase == "Succeeded":
             self.pods.pop(pod_name, None)
         if phase == "Succeeded" and kind != "DELETED":
@@ -348,6 +365,22 @@ class _Watch:
         for local, value in pod_results([pod]).items():
             if local not in self.rescued or self.rescued[local][0] <= order:  # the last created wins
                 self.rescued[local] = (order, value)
+
+    async def keep_rescued(self) -> None:
+        """Store the rescued results (``keep``) and forget those stored: every progress interval,
+        so a wait that ends early (a triggerer restart, a cancelled trigger) loses at most one
+        interval's worth, and the wait's memory does not grow with the pods deleted. A failed
+        store keeps them for the next try."""
+        async with self.keeping:
+            if self.keep is None or not self.rescued or self.job is None:
+                return
+            batch = dict(self.rescued)
+            if not await self.keep(self.job, {local: value for local, (_, value) in batch.items()}):
+                return
+            for local, kept in batch.items():
+                if self.rescued.get(local) is kept:  # not replaced by a later pod meanwhile
+                    del self.rescued[local]
+                    self.rescued_kept += 1
 
     def _stream_done(self, pod_name: str, _task: asyncio.Task[None]) -> None:
         self.streams.pop(pod_name, None)
@@ -413,10 +446,14 @@ async def wait_for_job(
     clock: Callable[[], float] = time.monotonic,
     wall: Callable[[], float] = time.time,
     on_progress: Callable[[JobOutcome], None] | None = None,
+    keep: Keep | None = None,
 ) -> WaitResult:
     """Watch Job ``namespace/name`` until it finishes, is deleted, or waits in the queue too long.
 
-    ``on_progress`` sees the Job's outcome so far with every progress line (live metrics)."""
+    ``on_progress`` sees the Job's outcome so far with every progress line (live metrics).
+    ``keep(job, results)`` stores the results of Succeeded pods the wait saw deleted (Job-local
+    index -> result) and says whether it did: with every progress line, and once more before the
+    wait returns (:func:`airflow_provider_kbatch.engine.results.keeper`)."""
     watch = _Watch(
         hook,
         namespace,
@@ -428,6 +465,7 @@ async def wait_for_job(
         wall,
     )
     watch.on_progress = on_progress
+    watch.keep = keep
     tasks = [
         asyncio.create_task(watch.watch_job(), name="kbatch-watch-job"),
         asyncio.create_task(watch.tick(), name="kbatch-progress"),
@@ -444,8 +482,10 @@ async def wait_for_job(
         await watch.drain_streams()
         await watch.read_the_rest(tasks[2])
         watch.report_progress()
+        await watch.keep_rescued()
         if watch.result is not None:
             watch.result.rescued = {local: value for local, (_, value) in watch.rescued.items()}
+            watch.result.rescued_kept = watch.rescued_kept
     finally:
         for task in [*tasks, *watch.streams.values()]:
             task.cancel()

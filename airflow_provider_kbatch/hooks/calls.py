@@ -148,8 +148,11 @@ def list_with_version(
     label_selector: str | None = None,
     field_selector: str | None = None,
     page_size: int = LIST_PAGE_SIZE,
+    keep: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Proc[tuple[list[dict[str, Any]], str]]:
-    """All matching objects (paginated) and the list's ``resourceVersion`` (to start a watch)."""
+    """All matching objects (paginated) and the list's ``resourceVersion`` (to start a watch);
+    ``keep`` picks what of each object is kept, a page at a time (a Job's pods at 100,000
+    indexes: :func:`~airflow_provider_kbatch.status.watched_pod`)."""
     items: list[dict[str, Any]] = []
     token: str | None = None
     resource_version = ""
@@ -162,7 +165,8 @@ def list_with_version(
             limit=page_size,
             continue_token=token,
         )
-        items.extend(list_items(kind, page))
+        listed = list_items(kind, page)
+        items.extend(listed if keep is None else map(keep, listed))
         metadata = page.get("metadata") or {}
         resource_version = metadata.get("resourceVersion") or resource_version
         token = metadata.get("continue") or None

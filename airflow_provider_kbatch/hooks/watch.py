@@ -56,11 +56,13 @@ def _rv(obj: Mapping[str, Any]) -> str | None:
 
 
 class _State:
-    """The last known objects and resourceVersion of one watch."""
+    """The last known objects and resourceVersion of one watch; of each watched object, what
+    ``keep`` picks (all of it by default)."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: Callable[[dict[str, Any]], dict[str, Any]] = dict) -> None:
         self.resource_version: str | None = None
         self.known: dict[str, dict[str, Any]] = {}
+        self.keep = keep
 
     def relisted(
         self, items: list[dict[str, Any]], resource_version: str
@@ -93,14 +95,15 @@ class _State:
         self.resource_version = _rv(obj) or self.resource_version
         if kind == "BOOKMARK":
             return None
-        if kind == "DELETED":
-            self.known.pop(object_key(obj), None)
-        elif kind in ("ADDED", "MODIFIED"):
-            self.known[object_key(obj)] = dict(obj)
-        else:
+        if kind not in ("ADDED", "MODIFIED", "DELETED"):
             log.debug("ignoring watch event of type %s", kind)
             return None
-        return str(kind), dict(obj)
+        kept = self.keep(dict(obj))
+        if kind == "DELETED":
+            self.known.pop(object_key(obj), None)
+        else:
+            self.known[object_key(obj)] = kept
+        return str(kind), dict(kept)
 
 
 async def _pause_or_raise(
@@ -127,15 +130,19 @@ async def resumable_watch(
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     clock: Callable[[], float] = time.monotonic,
     on_listed: Callable[[], object] = lambda: None,
+    keep: Callable[[dict[str, Any]], dict[str, Any]] = dict,
 ) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
     """Yield ``(event type, object)`` forever: ADDED / MODIFIED / DELETED, resumed and re-listed.
+
+    ``keep`` picks what of each watched object is kept and reported (``list_fn`` is expected to
+    return objects picked the same way): a watch of 100,000 pods must not hold them whole.
 
     The consumer ends the watch by leaving its ``async for`` (or cancelling). Transient errors of
     ``list_fn`` (after the caller's own retries) are retried with ``policy`` like the watch's;
     others (e.g. ``JobDeleted``, 403) propagate. ``on_listed`` is called after the events of
     each list have been yielded (a shared watch knows then that its snapshot is complete).
     """
-    state = _State()
+    state = _State(keep)
     failures = 0
     while True:
         if state.resource_version is None:

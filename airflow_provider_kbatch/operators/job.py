@@ -31,7 +31,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskD
 from airflow_provider_kbatch.engine import concurrency, ledger, podpages
 from airflow_provider_kbatch.engine.disruption import ensure_budget
 from airflow_provider_kbatch.engine.outcome import finish_stage
-from airflow_provider_kbatch.engine.results import keep_rescued
+from airflow_provider_kbatch.engine.results import keeper
 from airflow_provider_kbatch.engine.submission import (
     GENERATION_ANNOTATION,
     Plan,
@@ -97,7 +97,7 @@ from airflow_provider_kbatch.spec.stage import (
     StageSpec,
 )
 from airflow_provider_kbatch.spec.validation import namespace_problem, stage_problems, validate_server_version
-from airflow_provider_kbatch.status import job_outcome
+from airflow_provider_kbatch.status import job_outcome, slim_pod
 from airflow_provider_kbatch.triggers.concurrency import KbatchConcurrencyTrigger
 from airflow_provider_kbatch.triggers.job import KbatchJobTrigger
 from airflow_provider_kbatch.triggers.task_end import end_task_spec, explain, task_end_events_available
@@ -672,7 +672,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
         selector = f"{CONTROLLER_UID_LABEL}={job['metadata']['uid']}"
         try:
             return [
-                podpages.slim_pod(pod)
+                slim_pod(pod)
                 for page in podpages.pages(self.hook, namespace, selector)
                 for pod in page
                 if every or (pod.get("status") or {}).get("phase") == "Failed"
@@ -983,8 +983,8 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
                 on_progress=live_observer(
                     {"dag_id": self.dag_id, "task_id": self.task_id, "namespace": namespace}
                 ),
+                keep=keeper(self.hook, namespace, self.log),
             )
-        await keep_rescued(self.hook, namespace, result, self.log)
         return result.to_event(namespace, plan.job_name)
 
     def execute_complete(

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_kbatch.engine.results import keep_rescued
+from airflow_provider_kbatch.engine.results import keeper
 from airflow_provider_kbatch.engine.waiter import WaitSettings, wait_for_job
 from airflow_provider_kbatch.glue.metrics import live_observer
 from airflow_provider_kbatch.glue.tracing import watch_span
@@ -124,6 +124,7 @@ class KbatchJobTrigger(KbatchConnected, BaseTrigger):
                     settings=WaitSettings.from_dict(self.wait),
                     log=self.log,
                     on_progress=live_observer(self._stage_tags()),
+                    keep=keeper(self.hook, self.namespace, self.log),
                 )
         except Exception as err:  # reported to execute_complete, which fails the task with it
             self.log.exception("waiting for job %s/%s failed", self.namespace, self.job_name)
@@ -131,7 +132,6 @@ class KbatchJobTrigger(KbatchConnected, BaseTrigger):
                 {"status": "error", "namespace": self.namespace, "name": self.job_name, "error": str(err)}
             )
             return
-        await keep_rescued(self.hook, self.namespace, result, self.log)
         event = result.to_event(self.namespace, self.job_name)
         if self.job_uid and event["uid"] and event["uid"] != self.job_uid:
             event = {**event, "status": "deleted", "message": f"job was replaced (uid {event['uid']})"}

@@ -243,3 +243,32 @@ async def test_cancellation_propagates_and_closes_the_stream() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert stream.closed
+
+
+async def test_keep_picks_what_is_kept_and_reported_also_for_objects_gone_during_a_relist() -> None:
+    """A watch of 100,000 pods must not hold them whole: ``keep`` decides what it holds (the
+    last known state it reports as DELETED after a re-list is that too)."""
+
+    def keep(obj: dict[str, Any]) -> dict[str, Any]:
+        return {"metadata": {k: obj["metadata"][k] for k in ("name", "uid", "resourceVersion")}}
+
+    a, b = job("a", "5", uid="ua"), job("b", "6", uid="ub")
+    lister = Lister(([keep(a), keep(b)], "6"), ([keep(b)], "50"))  # list_fn returns kept objects
+    server = FakeWatchServer(
+        FakeStream(event("MODIFIED", job("a", "7", uid="ua", active=1))),
+        fail(410, "Expired", "too old resource version"),
+    )
+    reported = []
+    stream = resumable_watch(lister, server, policy=POLICY, sleep=Sleeps().asleep, clock=Clock(), keep=keep)
+    async for kind, obj in stream:
+        reported.append((kind, obj))
+        if len(reported) == 4:
+            break
+    await stream.aclose()
+    assert [(k, o["metadata"]["name"], o["metadata"]["resourceVersion"]) for k, o in reported] == [
+        ("ADDED", "a", "5"),
+        ("ADDED", "b", "6"),
+        ("MODIFIED", "a", "7"),
+        ("DELETED", "a", "7"),  # its last known state: the kept MODIFIED event
+    ]
+    assert all(set(o) == {"metadata"} for _, o in reported), reported
