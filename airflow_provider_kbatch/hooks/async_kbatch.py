@@ -31,10 +31,18 @@ from airflow_provider_kbatch.hooks.calls import ApiCall, Propagation
 from airflow_provider_kbatch.hooks.client_pool import loop_pool
 from airflow_provider_kbatch.hooks.connection import allowed_extras, resolve_namespace
 from airflow_provider_kbatch.hooks.retry import RetryPolicy, acall_with_retry
-from airflow_provider_kbatch.hooks.shared_watch import Feed, hub, label_selector_matcher
+from airflow_provider_kbatch.hooks.shared_watch import (
+    Feed,
+    by_label,
+    by_name,
+    hub,
+    label_equals,
+    label_selector_matcher,
+)
 from airflow_provider_kbatch.hooks.watch import resumable_watch
 from airflow_provider_kbatch.hooks.watch_streams import watch_opener
 from airflow_provider_kbatch.spec.names import CONTROLLER_UID_LABEL
+from airflow_provider_kbatch.status import watched_pod
 
 if TYPE_CHECKING:
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook
@@ -48,8 +56,8 @@ class AsyncKbatchHook(_HookBase):
     Short requests lease the event loop's client for the cluster (``share_clients``, default True:
     :mod:`airflow_provider_kbatch.hooks.client_pool`, opened through the cncf
     ``AsyncKubernetesHook`` and renewed every 5 minutes, so exec-plugin tokens are refreshed);
-    watches and followed logs open a client of their own; ``async with hook:`` keeps one client for
-    the block. Same constructor as :class:`KbatchHook`, plus ``watch_retry_policy`` (reconnect
+    followed logs lease a second one; watches open a client of their own; ``async with hook:``
+    keeps one client for the block. Same constructor as :class:`KbatchHook`, plus ``watch_retry_policy`` (reconnect
     backoff of the watches), an injected async ``sleep`` and ``share_watches`` (default True: the
     waits of one event loop on the same cluster and namespace share one Job watch and one pod
     watch, see :mod:`airflow_provider_kbatch.hooks.shared_watch`).
@@ -146,13 +154,15 @@ class AsyncKbatchHook(_HookBase):
             raise api_error(response.status, response.reason, body, response.headers)
         return response
 
+    async def _leased(self, *purpose: str) -> AbstractAsyncContextManager[Any]:
+        """The loop's shared client of this cluster for ``purpose`` (:mod:`.client_pool`), or a
+        client of its own when sharing is off or ``async with hook:`` pinned one."""
+        if self._pinned is None and self.share_clients:
+            return (await loop_pool()).lease((*self._shared(), *purpose), self._open_client)
+        return self._client()
+
     async def _send(self, call: ApiCall) -> Any:
-        client: AbstractAsyncContextManager[Any] = (
-            (await loop_pool()).lease(self._shared(), self._open_client)
-            if self._pinned is None and self.share_clients
-            else self._client()
-        )
-        async with client as api_client:
+        async with await self._leased() as api_client:
             response = await self._invoke(api_client, call)
             try:
                 data = await response.read()
@@ -317,9 +327,10 @@ class AsyncKbatchHook(_HookBase):
         label_selector: str | None = None,
         field_selector: str | None = None,
         on_listed: Callable[[], object] = lambda: None,
+        keep: Callable[[dict[str, Any]], dict[str, Any]] = dict,
     ) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
         """The resumable watch of ``kind`` objects matching the selectors: ``list_items`` first,
-        then watches from its resourceVersion (see :func:`resumable_watch`)."""
+        then watches from its resourceVersion (see :func:`resumable_watch`; ``keep`` too)."""
         server_timeout = timeout_seconds or DEFAULT_WATCH_TIMEOUT_SECONDS
         open_watch = watch_opener(
             self._client,
@@ -332,7 +343,12 @@ class AsyncKbatchHook(_HookBase):
             field_selector=field_selector,
         )
         return resumable_watch(
-            list_items, open_watch, policy=self.watch_retry_policy, sleep=self._sleep, on_listed=on_listed
+            list_items,
+            open_watch,
+            policy=self.watch_retry_policy,
+            sleep=self._sleep,
+            on_listed=on_listed,
+            keep=keep,
         )
 
     def _shared(self, *parts: Any) -> tuple[Any, ...]:
@@ -386,14 +402,16 @@ class AsyncKbatchHook(_HookBase):
                 return (job.get("metadata") or {}).get("name") == name
 
             async def prime(feed: Feed) -> list[tuple[str, dict[str, Any]]]:
-                if any(named(job) for job in feed.known.values()):
+                if any(named(job) for job in feed.known_at(name)):
                     return []
                 current = await self.get_job(ns, name)
                 if current is None:
                     raise JobDeleted(ns, name, None)
                 return [("ADDED", current)]
 
-            events = hub().subscribe(self._shared("Job", ns, timeout_seconds), start, named, prime=prime)
+            events = hub().subscribe(
+                self._shared("Job", ns, timeout_seconds), start, named, prime=prime, route=by_name, at=name
+            )
         else:
             selector = f"metadata.name={name}"
 
@@ -452,10 +470,14 @@ class AsyncKbatchHook(_HookBase):
             else label_selector
         )
         feed_hook = self._feed_hook() if matcher is not None else self
+        # what is kept of each pod: the watch, its feed and every wait hold all of a Job's pods
+        keep: Callable[[dict[str, Any]], dict[str, Any]] = watched_pod if kind == "Pod" else dict
 
         def start(on_listed: Callable[[], None]) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
             async def list_items() -> tuple[list[dict[str, Any]], str]:
-                return await feed_hook._run(calls.list_with_version(kind, ns, label_selector=watched))
+                return await feed_hook._run(
+                    calls.list_with_version(kind, ns, label_selector=watched, keep=keep)
+                )
 
             return feed_hook._resumable(
                 kind,
@@ -464,13 +486,26 @@ class AsyncKbatchHook(_HookBase):
                 timeout_seconds=timeout_seconds,
                 label_selector=watched,
                 on_listed=on_listed,
+                keep=keep,
             )
 
         events: AsyncIterator[tuple[str, dict[str, Any]]]
         if matcher is None:
             events = start(lambda: None)
         else:
-            events = hub().subscribe(self._shared(kind, ns, watched, timeout_seconds), start, matcher)
+            # one Job's pods: offered only the pods of its controller uid (a thousand waits share it)
+            at = (
+                label_equals(label_selector, CONTROLLER_UID_LABEL)
+                if watched == CONTROLLER_UID_LABEL
+                else None
+            )
+            events = hub().subscribe(
+                self._shared(kind, ns, watched, timeout_seconds),
+                start,
+                matcher,
+                route=by_label(CONTROLLER_UID_LABEL) if watched == CONTROLLER_UID_LABEL else None,
+                at=at,
+            )
         async with aclosing(events) as stream:  # type: ignore[type-var]
             async for event in stream:
                 yield event
@@ -491,7 +526,10 @@ class AsyncKbatchHook(_HookBase):
         """
         ns = await self._ns(namespace)
         call = calls.pod_log_call(ns, pod, container=container, since_seconds=since_seconds, follow=True)
-        async with self._client() as api_client:
+        # the followed logs of a loop share a client of their own (its pool of 100 connections;
+        # a loop follows at most WaitSettings.process_log_streams, 64, at once): building one per
+        # stream (kubeconfig, SSL context) was most of a 1,000-trigger loop's CPU as they ended
+        async with await self._leased("log streams") as api_client:
             try:
                 response = await acall_with_retry(
                     lambda: self._invoke(api_client, call, _request_timeout=LOG_STREAM_TIMEOUT),

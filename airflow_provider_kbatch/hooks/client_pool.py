@@ -12,9 +12,11 @@ and leases it to every request:
 * every client closes when the loop shuts its async generators down (``asyncio.run`` does; a
   triggerer's loop lives as long as the process).
 
-Long-running requests (watches, followed logs) keep a client of their own: they would hold the
-shared client's connection pool (100 connections) for minutes. Pure asyncio: the caller supplies
-the function that opens a client (an async context manager).
+Followed logs lease a second client per cluster (key ``(..., "log streams")``): they hold a
+connection for minutes, which would starve the short requests of the first one's pool (100
+connections); a loop follows at most ``WaitSettings.process_log_streams`` (64) at once, so one
+client's pool serves them. Watches (two per namespace, shared) keep a client of their own. Pure
+asyncio: the caller supplies the function that opens a client (an async context manager).
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ informers of Argo and Flyte share one watch per resource:
   key (uid), so a subscriber that arrives later first gets the current objects it selects
   (``ADDED``), then every change;
 * a subscriber selects with a predicate (the Job's name, a pod label selector) evaluated here,
-  not by the API server; events are queued per subscriber, so a slow one never delays another;
+  not by the API server, on the objects of its route only (a Job's name, a pod's controller uid:
+  :class:`Feed`); events are queued per subscriber, so a slow one never delays another;
 * a subscriber that stops iterating (done, cancelled, failed) unsubscribes; the last one stops
   the watch and the feed is forgotten. An error that ends the watch (403, retries exhausted)
   is raised in every subscriber.
@@ -34,10 +35,12 @@ log = logging.getLogger(__name__)
 
 Event = tuple[str, dict[str, Any]]
 Selector = Callable[[Mapping[str, Any]], bool]
+# what an object is addressed by in a feed (Feed.route)
+Route = Callable[[Mapping[str, Any]], Hashable]
 # starts the watch; calls its argument once each list's objects have been yielded
 WatchFactory = Callable[[Callable[[], None]], AsyncGenerator[Event, None]]
 
-__all__ = ["Feed", "WatchHub", "hub", "label_selector_matcher"]
+__all__ = ["Feed", "WatchHub", "by_label", "by_name", "hub", "label_equals", "label_selector_matcher"]
 
 
 def _rv(obj: Mapping[str, Any]) -> int | None:
@@ -58,6 +61,7 @@ class _Stopped:
 class _Subscriber:
     def __init__(self, selects: Selector) -> None:
         self.selects = selects
+        self.at: Hashable | None = None  # its route (Feed)
         self.queue: asyncio.Queue[Event | _Stopped] = asyncio.Queue()
         self.versions: dict[str, int] = {}
 
@@ -74,26 +78,56 @@ class _Subscriber:
 
 
 class Feed:
-    """One running watch and its subscribers."""
+    """One running watch and its subscribers.
 
-    def __init__(self, hub: WatchHub, key: Hashable, start: WatchFactory) -> None:
-        self.hub, self.key = hub, key
+    With a ``route`` (what an object is addressed by: a Job's name, a pod's controller uid), an
+    event goes only to the subscribers of its route and to those without one, and a new
+    subscriber is replayed only its route's objects: a triggerer holding a thousand waits on one
+    namespace does not offer every event to all thousand (the burst of a thousand Jobs ending at
+    once was a million predicate calls)."""
+
+    def __init__(self, hub: WatchHub, key: Hashable, start: WatchFactory, route: Route | None = None) -> None:
+        self.hub, self.key, self.route = hub, key, route
         self.known: dict[str, dict[str, Any]] = {}
-        self.subscribers: set[_Subscriber] = set()
+        self.by_route: dict[Hashable, dict[str, dict[str, Any]]] = {}  # the known, by route
+        self.everyone: set[_Subscriber] = set()  # subscribers without a route
+        self.routed: dict[Hashable, set[_Subscriber]] = {}
         self.events_seen = 0
         self.listed = asyncio.Event()  # the first list is in ``known`` (or the watch failed)
         self.task = asyncio.create_task(self._run(start), name=f"kbatch-shared-watch {key}")
+
+    @property
+    def subscribers(self) -> set[_Subscriber]:
+        return self.everyone.union(*self.routed.values())
+
+    def known_at(self, at: Hashable) -> list[dict[str, Any]]:
+        """The known objects of route ``at`` (all of them for a feed without routes)."""
+        if self.route is None:
+            return list(self.known.values())
+        return list(self.by_route.get(at, {}).values())
+
+    def _remember(self, kind: str, obj: dict[str, Any]) -> Hashable:
+        key = object_key(obj)
+        at = self.route(obj) if self.route is not None else None
+        if kind == "DELETED":
+            self.known.pop(key, None)
+            if self.route is not None and (same := self.by_route.get(at)) is not None:
+                same.pop(key, None)
+                if not same:
+                    del self.by_route[at]
+        else:
+            self.known[key] = obj
+            if self.route is not None:
+                self.by_route.setdefault(at, {})[key] = obj
+        return at
 
     async def _run(self, start: WatchFactory) -> None:
         try:
             async with aclosing(start(self.listed.set)) as events:
                 async for kind, obj in events:
                     self.events_seen += 1
-                    if kind == "DELETED":
-                        self.known.pop(object_key(obj), None)
-                    else:
-                        self.known[object_key(obj)] = obj
-                    for subscriber in list(self.subscribers):
+                    at = self._remember(kind, obj)
+                    for subscriber in [*self.everyone, *self.routed.get(at, ())]:
                         subscriber.offer(kind, obj)
             raise RuntimeError(f"the shared watch {self.key} ended")
         except asyncio.CancelledError:
@@ -101,19 +135,31 @@ class Feed:
         except BaseException as exc:
             self.listed.set()
             self.hub._forget(self)
-            for subscriber in list(self.subscribers):
+            for subscriber in self.subscribers:
                 subscriber.queue.put_nowait(_Stopped(exc))
 
-    def add(self, selects: Selector) -> _Subscriber:
+    def add(self, selects: Selector, at: Hashable | None = None) -> _Subscriber:
+        """A subscriber of the objects ``selects`` accepts, among those of route ``at`` (None:
+        every object)."""
         subscriber = _Subscriber(selects)
-        for obj in list(self.known.values()):
+        routed = self.route is not None and at is not None
+        for obj in self.known_at(at) if routed else list(self.known.values()):
             subscriber.offer("ADDED", obj)
-        self.subscribers.add(subscriber)
+        subscriber.at = at if routed else None
+        if subscriber.at is None:
+            self.everyone.add(subscriber)
+        else:
+            self.routed.setdefault(subscriber.at, set()).add(subscriber)
         return subscriber
 
     def remove(self, subscriber: _Subscriber) -> None:
-        self.subscribers.discard(subscriber)
-        if not self.subscribers:
+        if subscriber.at is None:
+            self.everyone.discard(subscriber)
+        elif (same := self.routed.get(subscriber.at)) is not None:
+            same.discard(subscriber)
+            if not same:
+                del self.routed[subscriber.at]
+        if not self.everyone and not self.routed:
             self.hub._forget(self)
             self.task.cancel()
 
@@ -128,11 +174,11 @@ class WatchHub:
         if self.feeds.get(feed.key) is feed:
             del self.feeds[feed.key]
 
-    def feed(self, key: Hashable, start: WatchFactory) -> Feed:
+    def feed(self, key: Hashable, start: WatchFactory, route: Route | None = None) -> Feed:
         """The running feed of ``key``, started with ``start()`` when there is none."""
         feed = self.feeds.get(key)
         if feed is None:
-            feed = self.feeds[key] = Feed(self, key, start)
+            feed = self.feeds[key] = Feed(self, key, start, route)
         return feed
 
     async def subscribe(
@@ -142,16 +188,22 @@ class WatchHub:
         selects: Selector,
         *,
         prime: Callable[[Feed], Any] | None = None,
+        route: Route | None = None,
+        at: Hashable | None = None,
     ) -> AsyncIterator[Event]:
         """Yield ``(event type, object)`` for the objects ``selects`` accepts, from the shared
         watch ``key``: the known ones first (``ADDED``), then each change, until the caller stops.
+
+        ``route`` (given by every subscriber of ``key``: the first one's starts the feed) tells
+        what an object is addressed by, ``at`` the route of this subscriber's objects; then only
+        those are offered to ``selects``. Without ``at``, every object is.
 
         ``prime(feed)``, when given, is awaited once the feed's first list is known and may
         return events to deliver first (e.g. an object read directly because the watch has not
         reported it yet).
         """
-        feed = self.feed(key, start)
-        subscriber = feed.add(selects)
+        feed = self.feed(key, start, route)
+        subscriber = feed.add(selects, at)
         try:
             if prime is not None:
                 await feed.listed.wait()
@@ -210,3 +262,26 @@ def label_selector_matcher(selector: str) -> Selector | None:
         return True
 
     return selects
+
+
+def label_equals(selector: str, key: str) -> str | None:
+    """The value label ``key`` must equal under ``selector`` (``key=v`` or ``key==v``), or None."""
+    for raw in (part.strip() for part in selector.split(",")):
+        name, eq, value = raw.replace("==", "=").partition("=")
+        if eq and not name.endswith("!") and name.strip() == key:
+            return value.strip()
+    return None
+
+
+def by_label(key: str) -> Route:
+    """The route of objects addressed by their label ``key``."""
+
+    def route(obj: Mapping[str, Any]) -> Hashable:
+        return ((obj.get("metadata") or {}).get("labels") or {}).get(key)
+
+    return route
+
+
+def by_name(obj: Mapping[str, Any]) -> Hashable:
+    """The route of objects addressed by their name."""
+    return (obj.get("metadata") or {}).get("name")

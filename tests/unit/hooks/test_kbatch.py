@@ -4,6 +4,7 @@ retries, the async watch / log wiring, and the connection extras."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,6 +17,7 @@ from airflow_provider_kbatch.errors import JobDeleted, NotFound, PodLogNotReady
 from airflow_provider_kbatch.hooks import kbatch as kbatch_module
 from airflow_provider_kbatch.hooks.kbatch import AsyncKbatchHook, KbatchHook
 from airflow_provider_kbatch.hooks.retry import RetryPolicy
+from airflow_provider_kbatch.status import slim_pod
 from tests.unit.hooks.fakes import Sleeps, bookmark, event, job, status_body, to_dict
 
 POLICY = RetryPolicy(max_attempts=3, base_delay=1.0, max_delay=10.0, jitter=0.0)
@@ -389,6 +391,83 @@ async def test_watch_pods_reports_event_types(async_apis: Any) -> None:
             break
     assert seen == [("ADDED", "p0"), ("DELETED", "p0")]
     assert apis.calls[1][1]["label_selector"] == "controller-uid=abc"
+
+
+async def test_watch_pods_keeps_and_reports_pods_slimmed(async_apis: Any) -> None:
+    """A Job of 100,000 indexes: the pod watch (and the shared feed behind it) holds every pod of
+    the namespace's Jobs, so it keeps only what the waits read (``status.slim_pod``)."""
+    full = to_dict(
+        client.V1Pod(
+            metadata=client.V1ObjectMeta(
+                name="p0",
+                uid="u0",
+                resource_version="3",
+                managed_fields=[client.V1ManagedFieldsEntry(manager="kubelet")],
+            ),
+            spec=client.V1PodSpec(
+                containers=[
+                    client.V1Container(
+                        name="main", image="img", env=[client.V1EnvVar(name="A", value="x" * 500)]
+                    )
+                ]
+            ),
+            status=client.V1PodStatus(phase="Running"),
+        )
+    )
+    hook, _, _ = async_apis(
+        list_namespaced_pod=[
+            AiohttpResponse(body={"kind": "PodList", "metadata": {"resourceVersion": "3"}, "items": [full]}),
+            AiohttpResponse(
+                chunks=lines(
+                    event("MODIFIED", {**full, "metadata": {**full["metadata"], "resourceVersion": "4"}})
+                )
+            ),
+        ]
+    )
+    seen = []
+    async for kind, obj in hook.watch_pods("ns", "controller-uid=abc"):
+        seen.append((kind, obj))
+        if len(seen) == 2:
+            break
+    assert [(kind, obj["metadata"]["resourceVersion"]) for kind, obj in seen] == [
+        ("ADDED", "3"),
+        ("MODIFIED", "4"),
+    ]
+    for version, (_, obj) in zip(("3", "4"), seen, strict=True):
+        assert obj == slim_pod({**full, "metadata": {**full["metadata"], "resourceVersion": version}})
+        assert "managedFields" not in obj["metadata"]
+        assert obj["spec"]["containers"] == [{"name": "main", "image": "img"}]  # no env
+        assert obj["status"]["phase"] == "Running"
+
+
+async def test_followed_logs_share_one_client_of_their_own(async_apis: Any) -> None:
+    """1,000 triggers ending at once: every stream used to build its own client (kubeconfig,
+    SSL context), the top of the loop's profile. The followed logs of a loop lease one client per
+    cluster, apart from the one the short requests lease."""
+    hook, _, _ = async_apis(
+        read_namespaced_pod_log=[AiohttpResponse(chunks=[f"line {i}\n".encode()]) for i in range(3)],
+        read_namespaced_job=[AiohttpResponse(body=job("j", "4"))],
+    )
+    hook._pinned = None
+    opened: list[object] = []
+
+    @contextlib.asynccontextmanager
+    async def client() -> AsyncIterator[object]:
+        opened.append(made := object())
+        yield made
+
+    async def open_client() -> Any:
+        return client()
+
+    hook._open_client = open_client  # type: ignore[method-assign]
+
+    async def follow(pod: str) -> list[str]:
+        return [line async for line in hook.stream_pod_log("ns", pod, "main")]
+
+    assert await asyncio.gather(*(follow(f"p{i}") for i in range(3))) == [["line 0"], ["line 1"], ["line 2"]]
+    assert len(opened) == 1  # three streams, one client
+    assert (await hook.get_job("ns", "j"))["metadata"]["name"] == "j"
+    assert len(opened) == 2  # the short requests' client is another
 
 
 async def test_stream_pod_log_lines_and_not_found(async_apis: Any) -> None:

@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_kbatch.hooks.shared_watch import WatchHub, hub, label_selector_matcher
+from airflow_provider_kbatch.hooks.shared_watch import (
+    WatchHub,
+    by_label,
+    hub,
+    label_equals,
+    label_selector_matcher,
+)
 
 
 def obj(name: str, rv: int, **labels: str) -> dict[str, Any]:
@@ -166,3 +172,57 @@ def test_label_selector_matcher(selector: str, labels: dict[str, str], selected:
 
 def test_set_based_selectors_are_not_matched_here() -> None:
     assert label_selector_matcher("env in (a,b)") is None
+
+
+def counting(selects: Callable[[Any], bool], calls: list[str]) -> Callable[[Any], bool]:
+    def counted(o: Any) -> bool:
+        calls.append(o["metadata"]["name"])
+        return selects(o)
+
+    return counted
+
+
+async def test_a_routed_subscriber_is_offered_only_its_routes_objects_and_replayed_only_those() -> None:
+    """A thousand waits on one namespace: each event is offered to the waits of its route (a Job's
+    name, a pod's controller uid) and to those without one, not to all thousand."""
+    watches, source = WatchHub(), Source()
+    route = by_label("job")
+    source.push(*(("ADDED", obj(f"p{i}", i + 1, job=f"j{i % 3}")) for i in range(6)), "listed")
+    calls: list[str] = []
+    j0 = watches.subscribe("k", source, counting(lambda o: True, calls), route=route, at="j0")
+    assert await take(j0, 2) == [("ADDED", "p0", "1"), ("ADDED", "p3", "4")]
+    assert calls == ["p0", "p3"]  # the feed knew the other four: never offered
+
+    late_calls: list[str] = []
+    everything = watches.subscribe("k", source, lambda o: True, route=route)  # no route: all
+    late = watches.subscribe("k", source, counting(lambda o: True, late_calls), route=route, at="j1")
+    assert [name for _, name, _ in await take(everything, 6)] == [f"p{i}" for i in range(6)]
+    assert await take(late, 2) == [("ADDED", "p1", "2"), ("ADDED", "p4", "5")]
+    source.push(("MODIFIED", obj("p0", 7, job="j0")), ("DELETED", obj("p4", 8, job="j1")))
+    assert await take(j0, 1) == [("MODIFIED", "p0", "7")]
+    assert await take(late, 1) == [("DELETED", "p4", "8")]
+    assert await take(everything, 2) == [("MODIFIED", "p0", "7"), ("DELETED", "p4", "8")]
+    assert calls == ["p0", "p3", "p0"] and late_calls == ["p1", "p4", "p4"]  # replays, then a change each
+
+    feed = watches.feeds["k"]
+    assert sorted(o["metadata"]["name"] for o in feed.known_at("j1")) == ["p1"]  # p4 deleted
+    for stream in (j0, late):
+        await stream.aclose()
+    assert "k" in watches.feeds  # the one without a route still holds it
+    await everything.aclose()
+    await asyncio.sleep(0)
+    assert "k" not in watches.feeds and source.stops == 1
+
+
+@pytest.mark.parametrize(
+    ("selector", "value"),
+    [
+        ("batch.kubernetes.io/controller-uid=abc", "abc"),
+        ("a=b, batch.kubernetes.io/controller-uid==abc", "abc"),
+        ("batch.kubernetes.io/controller-uid!=abc", None),
+        ("batch.kubernetes.io/controller-uid", None),
+        ("other/controller-uid=abc", None),
+    ],
+)
+def test_label_equals(selector: str, value: str | None) -> None:
+    assert label_equals(selector, "batch.kubernetes.io/controller-uid") == value
