@@ -150,8 +150,10 @@ def finish_stage(
     # indexes this attempt completed whose pod is gone: the wait stored the results of the pods it
     # saw deleted (engine.results.rescue); what it did not see is lost
     gone = map_local(outcome.completed - present, index_map) if outcome.indexed else IndexSet.of([])
+    listed = None  # the stored attempts, listed once for both reads below
     if gone:
-        mine = stored_results.of_attempt(hook, namespace, identity, job)
+        listed = stored_results.stored_for(hook, namespace, identity)
+        mine = stored_results.of_attempt(hook, namespace, identity, job, listed)
         rescued = {
             i: dict(v) for i, v in (mine.results if mine else {}).items() if i in gone and i not in results
         }
@@ -195,8 +197,9 @@ def finish_stage(
         job_times=job_times(job),
     )
     every = stored_results.gather(
-        hook, namespace, identity, record, job=job, results=results, generation=job_generation(job)
-    )
+        hook, namespace, identity, record, job=job, results=results, generation=job_generation(job),
+        listed=listed,
+    )  # fmt: skip
     done = record.completed if record else completed
     result = _result(job, namespace, identity, completions, done, failed, record, every)
     if gone:

@@ -122,15 +122,17 @@ def gather(
     job: Mapping[str, Any] | None = None,
     results: Results | None = None,
     generation: int = 0,
+    listed: list[rules.StoredResults] | None = None,
 ) -> dict[int, dict[str, Any]]:
     """Every result of the stage after the attempt that ran ``job`` reported ``results``: stores
     them (:func:`store`) and merges those earlier attempts of the same spec stored. Makes no
-    request when neither this attempt nor the ledger ``record`` has results to keep or read."""
+    request when neither this attempt nor the ledger ``record`` has results to keep or read, nor
+    to list when the caller ``listed`` the stored attempts already (:func:`stored`)."""
     results = dict(results or {})
     meta = (job or {}).get("metadata") or {}
     this = _job_key(job or {})
-    attempts: list[rules.StoredResults] = []
-    if results or rules.has_stored_results(record, besides=this):
+    attempts: list[rules.StoredResults] = list(listed or ())
+    if listed is None and (results or rules.has_stored_results(record, besides=this)):
         attempts = stored(
             hook, namespace, identity.dag_id, identity.run_id, identity.task_id, identity.map_index
         )
@@ -158,11 +160,22 @@ def gather(
 
 
 def of_attempt(
-    hook: Any, namespace: str, identity: JobIdentity, job: Mapping[str, Any]
+    hook: Any,
+    namespace: str,
+    identity: JobIdentity,
+    job: Mapping[str, Any],
+    listed: list[rules.StoredResults] | None = None,
 ) -> rules.StoredResults | None:
-    """What the attempt that ran ``job`` stored (one list request), or None."""
-    attempts = stored(hook, namespace, identity.dag_id, identity.run_id, identity.task_id, identity.map_index)
-    return _attempt_of(attempts, _job_key(job))
+    """What the attempt that ran ``job`` stored, or None: among the ``listed`` attempts, else
+    those :func:`stored` lists (one request)."""
+    if listed is None:
+        listed = stored_for(hook, namespace, identity)
+    return _attempt_of(listed, _job_key(job))
+
+
+def stored_for(hook: Any, namespace: str, identity: JobIdentity) -> list[rules.StoredResults]:
+    """:func:`stored` for the task instance of ``identity`` (one list request)."""
+    return stored(hook, namespace, identity.dag_id, identity.run_id, identity.task_id, identity.map_index)
 
 
 def rescue(hook: Any, namespace: str, job: Mapping[str, Any], results: Results) -> list[str]:

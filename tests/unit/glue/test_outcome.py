@@ -11,6 +11,7 @@ import copy
 import json
 import logging
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -410,7 +411,10 @@ def test_results_the_wait_kept_of_deleted_pods_are_read_back_and_not_called_unre
     written = stored_results.rescue(hook, NS, job, {5: _result_of(105), 6: _result_of(106)})
     assert written and all(name.startswith("kbatch-results-") for name in written)
     hook.pods = [_pod(job, local, _result_of(100 + local)) for local in (0, 1, 2, 3, 4, 8)]
+    hook.calls.clear()
     result, failure = finish_stage(hook, NS, ID, job, completions=1000, log=LOG)
+    # the stored attempts are listed once, for the rescued results and the whole stage's
+    assert [c for c in hook.calls if c[0] == "list_config_maps"] == [("list_config_maps", ANY)]
     assert failure is None and result["results_unreadable"] == "107,109"
     assert result["results_total"] == 8
     every = stored_results.read_results(hook, **result["results_ref"])
