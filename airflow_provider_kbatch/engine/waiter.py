@@ -320,8 +320,9 @@ class _Watch:
         At 100,000 indexes the wait must not hold every pod: pods are kept slimmed
         (:func:`~airflow_provider_kbatch.status.slim_pod`), a Succeeded pod is dropped (progress
         needs the pending, live and failed ones; the final read lists the Job's pods again), also
-        when it is deleted (its name only, if its log still had to be read), and at most ``STREAM_BACKLOG`` times ``max_log_streams`` streams wait for a slot:
-        the logs of pods beyond that are read after the Job finished, within its budget."""
+        when it is deleted (its name only, if its log still had to be read), and at most
+        ``STREAM_BACKLOG`` times ``max_log_streams`` streams wait for a slot: the logs of pods
+        beyond that are read after the Job finished, within its budget."""
         pod_name = pod.get("metadata", {}).get("name", "")
         phase = pod.get("status", {}).get("phase")
         if kind == "DELETED" and phase == "Succeeded":

@@ -39,7 +39,7 @@ from airflow_provider_kbatch.hooks.shared_watch import (
     label_equals,
     label_selector_matcher,
 )
-from airflow_provider_kbatch.hooks.watch import resumable_watch
+from airflow_provider_kbatch.hooks.watch import Keep, resumable_watch
 from airflow_provider_kbatch.hooks.watch_streams import watch_opener
 from airflow_provider_kbatch.spec.names import CONTROLLER_UID_LABEL
 from airflow_provider_kbatch.status import watched_pod
@@ -57,8 +57,8 @@ class AsyncKbatchHook(_HookBase):
     :mod:`airflow_provider_kbatch.hooks.client_pool`, opened through the cncf
     ``AsyncKubernetesHook`` and renewed every 5 minutes, so exec-plugin tokens are refreshed);
     followed logs lease a second one; watches open a client of their own; ``async with hook:``
-    keeps one client for the block. Same constructor as :class:`KbatchHook`, plus ``watch_retry_policy`` (reconnect
-    backoff of the watches), an injected async ``sleep`` and ``share_watches`` (default True: the
+    keeps one client for the block. Same constructor as :class:`KbatchHook`, plus
+    ``watch_retry_policy`` (reconnect backoff of the watches), an injected async ``sleep`` and ``share_watches`` (default True: the
     waits of one event loop on the same cluster and namespace share one Job watch and one pod
     watch, see :mod:`airflow_provider_kbatch.hooks.shared_watch`).
     """
@@ -327,7 +327,7 @@ class AsyncKbatchHook(_HookBase):
         label_selector: str | None = None,
         field_selector: str | None = None,
         on_listed: Callable[[], object] = lambda: None,
-        keep: Callable[[dict[str, Any]], dict[str, Any]] = dict,
+        keep: Keep = dict,
     ) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
         """The resumable watch of ``kind`` objects matching the selectors: ``list_items`` first,
         then watches from its resourceVersion (see :func:`resumable_watch`; ``keep`` too)."""
@@ -471,7 +471,7 @@ class AsyncKbatchHook(_HookBase):
         )
         feed_hook = self._feed_hook() if matcher is not None else self
         # what is kept of each pod: the watch, its feed and every wait hold all of a Job's pods
-        keep: Callable[[dict[str, Any]], dict[str, Any]] = watched_pod if kind == "Pod" else dict
+        keep: Keep = watched_pod if kind == "Pod" else dict
 
         def start(on_listed: Callable[[], None]) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
             async def list_items() -> tuple[list[dict[str, Any]], str]:
@@ -494,17 +494,13 @@ class AsyncKbatchHook(_HookBase):
             events = start(lambda: None)
         else:
             # one Job's pods: offered only the pods of its controller uid (a thousand waits share it)
-            at = (
-                label_equals(label_selector, CONTROLLER_UID_LABEL)
-                if watched == CONTROLLER_UID_LABEL
-                else None
-            )
+            by_uid = watched == CONTROLLER_UID_LABEL
             events = hub().subscribe(
                 self._shared(kind, ns, watched, timeout_seconds),
                 start,
                 matcher,
-                route=by_label(CONTROLLER_UID_LABEL) if watched == CONTROLLER_UID_LABEL else None,
-                at=at,
+                route=by_label(CONTROLLER_UID_LABEL) if by_uid else None,
+                at=label_equals(label_selector, CONTROLLER_UID_LABEL) if by_uid else None,
             )
         async with aclosing(events) as stream:  # type: ignore[type-var]
             async for event in stream:

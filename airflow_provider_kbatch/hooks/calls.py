@@ -148,7 +148,7 @@ def list_with_version(
     label_selector: str | None = None,
     field_selector: str | None = None,
     page_size: int = LIST_PAGE_SIZE,
-    keep: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    keep: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None,
 ) -> Proc[tuple[list[dict[str, Any]], str]]:
     """All matching objects (paginated) and the list's ``resourceVersion`` (to start a watch);
     ``keep`` picks what of each object is kept, a page at a time (a Job's pods at 100,000

@@ -84,7 +84,7 @@ class Feed:
     event goes only to the subscribers of its route and to those without one, and a new
     subscriber is replayed only its route's objects: a triggerer holding a thousand waits on one
     namespace does not offer every event to all thousand (the burst of a thousand Jobs ending at
-    once was a million predicate calls)."""
+    once is on the order of a million predicate calls, by a count of its events)."""
 
     def __init__(self, hub: WatchHub, key: Hashable, start: WatchFactory, route: Route | None = None) -> None:
         self.hub, self.key, self.route = hub, key, route

@@ -34,6 +34,8 @@ from airflow_provider_kbatch.hooks.retry import RetryPolicy, http_status
 log = logging.getLogger(__name__)
 
 ListFn = Callable[[], Awaitable[tuple[list[dict[str, Any]], str]]]
+# what of each watched object is kept and reported (a new dict)
+Keep = Callable[[Mapping[str, Any]], dict[str, Any]]
 OpenFn = Callable[[str], AbstractAsyncContextManager[AsyncIterator[Mapping[str, Any]]]]
 
 # A watch that ends normally faster than this, with no event at all, counts as a failed attempt
@@ -59,7 +61,7 @@ class _State:
     """The last known objects and resourceVersion of one watch; of each watched object, what
     ``keep`` picks (all of it by default)."""
 
-    def __init__(self, keep: Callable[[dict[str, Any]], dict[str, Any]] = dict) -> None:
+    def __init__(self, keep: Keep = dict) -> None:
         self.resource_version: str | None = None
         self.known: dict[str, dict[str, Any]] = {}
         self.keep = keep
@@ -98,7 +100,7 @@ class _State:
         if kind not in ("ADDED", "MODIFIED", "DELETED"):
             log.debug("ignoring watch event of type %s", kind)
             return None
-        kept = self.keep(dict(obj))
+        kept = self.keep(obj)  # a new dict (dict, or what watched_pod picks)
         if kind == "DELETED":
             self.known.pop(object_key(obj), None)
         else:
@@ -130,7 +132,7 @@ async def resumable_watch(
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     clock: Callable[[], float] = time.monotonic,
     on_listed: Callable[[], object] = lambda: None,
-    keep: Callable[[dict[str, Any]], dict[str, Any]] = dict,
+    keep: Keep = dict,
 ) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
     """Yield ``(event type, object)`` forever: ADDED / MODIFIED / DELETED, resumed and re-listed.
 
