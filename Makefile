@@ -12,7 +12,8 @@ PY = $(VENV)/bin/python
 # one worker (one cluster, one Airflow deployment) while the other runs the unit and integration
 # tests on a cluster of its own (tests/conftest.py groups them). Its pytest took 21 min 14 s
 # against 24 min 9 s in one worker, but two e2e tests failed from the load (a service account
-# made after 30 s; an Airflow asset-insert race in a backfill), so one worker is the default.
+# made after 30 s; an Airflow asset-insert race in a backfill, since guarded by engine/first_event.py),
+# so one worker is the default.
 TEST_WORKERS ?= 1
 # Go tools built from the module proxy and cached beside the control plane (devcluster/tools.py)
 GO_TOOLS := helm promtool kueue
