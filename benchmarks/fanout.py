@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from benchmarks.harness import OPERATORS, Ground, RunResult, cpu_seconds, table
+from benchmarks.harness import LOST_RUNS, OPERATORS, Ground, RunResult, cpu_seconds, table
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 
@@ -27,6 +27,16 @@ def _airflow_cpu(ground: Ground) -> tuple[float, float]:
 
 
 def measure(ground: Ground, operator: str, *, indexes: int, parallelism: int) -> dict[str, Any]:
+    """The figures of one successful run; an official run lost to its pod discovery is run
+    again (at most ``LOST_RUNS`` times) and counted in ``lost_runs``."""
+    for lost in range(LOST_RUNS + 1):
+        found = _measure(ground, operator, indexes=indexes, parallelism=parallelism)
+        if found is not None:
+            return {**found, "lost_runs": lost}
+    raise RuntimeError(f"{operator}: {LOST_RUNS + 1} fan-out runs lost to its pod discovery")
+
+
+def _measure(ground: Ground, operator: str, *, indexes: int, parallelism: int) -> dict[str, Any] | None:
     namespace = ground.namespace(operator)
     if operator == "kbatch":
         conf = {"namespace": namespace, "width": 1, "completions": indexes, "parallelism": parallelism}
@@ -38,8 +48,10 @@ def measure(ground: Ground, operator: str, *, indexes: int, parallelism: int) ->
     seconds = time.monotonic() - started
     scheduler1, airflow1 = _airflow_cpu(ground)
     ground.drop(namespace)
+    if ground.lost_to_pod_discovery(run):
+        return None
     if run.state != "success":
-        raise RuntimeError(f"{operator} fan-out run {run.run_id} ended {run.state}")
+        raise RuntimeError(f"{operator} fan-out run {run.run_id} ended {run.state}:\n{ground.failure(run)}")
     exits = [p.exit_ns / 1e9 for p in run.pods if p.exit_ns is not None]
     return {
         "wall": run.wall,
@@ -63,6 +75,7 @@ def rows(k: dict[str, Any], o: dict[str, Any]) -> list[tuple[str, Any, Any]]:
         ("all Airflow processes CPU, s", k["airflow_cpu"], o["airflow_cpu"]),
         ("pods", k["pods"], o["pods"]),
         ("last container exit -> run end, s", k["tail"], o["tail"]),
+        ("runs lost to the official pod discovery, measured again", k["lost_runs"], o["lost_runs"]),
     ]
 
 

@@ -36,6 +36,12 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH_DAGS = REPO / "benchmarks" / "dags"
 OPERATORS = ("kbatch", "official")
 DAG_IDS = {"kbatch": "kbatch_bench_kbatch", "official": "kbatch_bench_official"}
+#: The official operator's try fails with this when its pod discovery (``get_pods``: up to
+#: ``discover_pods_retry_number`` + 1 = 4 LISTs back to back, no pause) ends before the Job
+#: controller made the pods -- under load, a try that has nothing to do with the figure.
+OFFICIAL_POD_DISCOVERY = "No pods running with labels"
+#: Runs of the official operator lost to its pod discovery that an item measures again.
+LOST_RUNS = 2
 
 
 # ---------------------------------------------------------------- time and numbers
@@ -414,6 +420,23 @@ class Ground:
             f"{DAG_IDS[operator]} {run_id} did not finish in {timeout:.0f}s\n"
             f"{self.deployment.report(DAG_IDS[operator])[-6000:]}"
         )
+
+    def failure(self, run: RunResult, lines: int = 12) -> str:
+        """The tails of a failed run's task logs, for the error that reports it."""
+        logs = self.deployment.task_logs(DAG_IDS[run.operator], run.run_id)
+        tails = [
+            "\n".join([part.splitlines()[0], *part.splitlines()[1:][-lines:]])
+            for part in logs.split("\n=== ")
+            if part.strip()
+        ]
+        return "\n".join(tails)[-8000:]
+
+    def lost_to_pod_discovery(self, run: RunResult) -> bool:
+        """Whether an official run failed because a try's pod discovery found no pod
+        (:data:`OFFICIAL_POD_DISCOVERY`); such a run is measured again, and counted."""
+        if run.operator != "official" or run.state == "success":
+            return False
+        return OFFICIAL_POD_DISCOVERY in self.deployment.task_logs(DAG_IDS[run.operator], run.run_id)
 
     def run_deployed(self, operator: str, conf: Mapping[str, Any], *, timeout: float = 1800) -> RunResult:
         """Trigger a run, record its namespace's pods, wait for it to end."""
