@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from benchmarks.harness import LOST_RUNS, OPERATORS, Ground, RunResult, cpu_seconds, table
+from benchmarks.harness import OPERATORS, Ground, RunResult, cpu_seconds, table
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 
@@ -27,13 +27,11 @@ def _airflow_cpu(ground: Ground) -> tuple[float, float]:
 
 
 def measure(ground: Ground, operator: str, *, indexes: int, parallelism: int) -> dict[str, Any]:
-    """The figures of one successful run; an official run lost to its pod discovery is run
-    again (at most ``LOST_RUNS`` times) and counted in ``lost_runs``."""
-    for lost in range(LOST_RUNS + 1):
-        found = _measure(ground, operator, indexes=indexes, parallelism=parallelism)
-        if found is not None:
-            return {**found, "lost_runs": lost}
-    raise RuntimeError(f"{operator}: {LOST_RUNS + 1} fan-out runs lost to its pod discovery")
+    """The figures of one successful run (an official run lost to its pod discovery is run
+    again: :meth:`Ground.measured`)."""
+    return ground.measured(
+        lambda: _measure(ground, operator, indexes=indexes, parallelism=parallelism), f"{operator} fan-out"
+    )
 
 
 def _measure(ground: Ground, operator: str, *, indexes: int, parallelism: int) -> dict[str, Any] | None:

@@ -13,17 +13,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.harness import LOST_RUNS, OPERATORS, Ground, table
+from benchmarks.harness import OPERATORS, Ground, table
 
 
 def measure(ground: Ground, operator: str, *, indexes: int, failed: int, parallelism: int) -> dict[str, Any]:
-    """The figures of one successful run; an official run lost to its pod discovery is run
-    again (at most ``LOST_RUNS`` times) and counted in ``lost_runs``."""
-    for lost in range(LOST_RUNS + 1):
-        found = _measure(ground, operator, indexes=indexes, failed=failed, parallelism=parallelism)
-        if found is not None:
-            return {**found, "lost_runs": lost}
-    raise RuntimeError(f"{operator}: {LOST_RUNS + 1} retry runs lost to its pod discovery")
+    """The figures of one successful run (an official run lost to its pod discovery is run
+    again: :meth:`Ground.measured`)."""
+    return ground.measured(
+        lambda: _measure(ground, operator, indexes=indexes, failed=failed, parallelism=parallelism),
+        f"{operator} retry",
+    )
 
 
 def _measure(

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
-from airflow_provider_kbatch.engine import ledger
+from airflow_provider_kbatch.engine import first_event, ledger
 from airflow_provider_kbatch.engine.disruption import ensure_budget
 from airflow_provider_kbatch.engine.outcome import finish_stage
 from airflow_provider_kbatch.engine.submission import submit
@@ -281,6 +281,17 @@ def test_the_role_allows_everything_the_provider_does_and_nothing_more(
     pods = hook.list_pods(ns, f"batch.kubernetes.io/controller-uid={created['metadata']['uid']}")
     assert len(pods) == 2
     assert "hello from index" in hook.read_pod_log(ns, pods[0]["metadata"]["name"], "main", tail_lines=5)
+    # the claim of a new Asset's first event: a create; a second run's wait that ran out takes
+    # the claim over (get, replace)
+    claim = {
+        "dag_id": "rbac",
+        "output": "o",
+        "uri": f"kbatch://{ns}/rbac/o",
+        "known": lambda: False,
+        "log": log,
+    }
+    assert first_event.take_turn(hook, ns, holder="a", **claim) == "first"  # type: ignore[arg-type]
+    assert first_event.take_turn(hook, ns, holder="b", window=0.3, poll=0.1, **claim) == "first"  # type: ignore[arg-type]
 
     async def async_reads() -> None:
         assert len(await ahook.list_pods(ns, f"batch.kubernetes.io/job-name={name}")) == 2
