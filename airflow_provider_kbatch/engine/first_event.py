@@ -71,6 +71,13 @@ def _claim(
     }
 
 
+def _holder_of(config_map: dict[str, Any] | None) -> str | None:
+    try:
+        return str(json.loads(((config_map or {}).get("data") or {})["claim"])["holder"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _claimed_at(config_map: dict[str, Any] | None) -> float | None:
     try:
         return float(json.loads(((config_map or {}).get("data") or {})["claim"])["at"])
@@ -97,7 +104,8 @@ def take_turn(
     """Return once this run's event for ``uri`` cannot race another run's first one.
 
     ``known()`` is Airflow's answer to "does the Asset exist": True, False, or None (cannot
-    tell, for example outside a task process). ``holder`` names the task instance in the claim.
+    tell, for example outside a task process). ``holder`` names the task instance in the claim
+    (not its try: a claim of the same task instance is its own, taken over at once).
     """
     exists = known()
     if exists is None:
@@ -144,9 +152,10 @@ def _make_claim(
         except AlreadyExists:
             current = hook.get_config_map(namespace, name)
     claimed_at = _claimed_at(current)
-    if claimed_at is not None and at - claimed_at < window:
+    if claimed_at is not None and at - claimed_at < window and _holder_of(current) != holder:
         return claimed_at
-    # stale (or unreadable): take it over; a concurrent taker's replace wins, this one waits
+    # stale, unreadable, or this task instance's own (an earlier try that claimed it and failed
+    # before its success): take it over; a concurrent taker's replace wins, this one waits
     version = ((current or {}).get("metadata") or {}).get("resourceVersion")
     try:
         hook.replace_config_map(namespace, _claim(name, dag_id, uri, holder, at, version))

@@ -66,7 +66,7 @@ def _holder(context: Any) -> str:
     ti = context.get("ti")
     if ti is None:
         return "unknown"
-    return f"{ti.dag_id}/{ti.run_id}/{ti.task_id}[{getattr(ti, 'map_index', -1)}] try {ti.try_number}"
+    return f"{ti.dag_id}/{ti.run_id}/{ti.task_id}[{getattr(ti, 'map_index', -1)}]"
 
 
 def emit_output_event(

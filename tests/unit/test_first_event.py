@@ -91,8 +91,8 @@ def test_when_airflow_cannot_tell_nothing_is_coordinated() -> None:
 
 def test_the_first_run_claims_the_event_and_goes_on() -> None:
     maps, clock = Maps(), Clock()
-    assert turn(maps, clock, lambda: False, holder="daily/r1/extract[-1] try 1") == "first"
-    assert maps.claim() == {"uri": URI, "holder": "daily/r1/extract[-1] try 1", "at": 1000.0}
+    assert turn(maps, clock, lambda: False, holder="daily/r1/extract[-1]") == "first"
+    assert maps.claim() == {"uri": URI, "holder": "daily/r1/extract[-1]", "at": 1000.0}
     labels = maps.maps[NAME]["metadata"]["labels"]
     assert labels[first_event.LABEL_ASSET_CLAIM] == "true"
     assert labels["app.kubernetes.io/managed-by"] == "airflow-provider-kbatch"
@@ -116,6 +116,14 @@ def test_a_stale_claim_is_taken_over() -> None:
     assert turn(maps, clock, lambda: False) == "first"
     assert maps.claim() == {"uri": URI, "holder": "run-b", "at": clock.t}
     assert maps.calls[-3:] == ["create", "get", "replace"]
+
+
+def test_a_retry_of_the_claiming_task_takes_its_own_claim_at_once() -> None:
+    maps, clock = Maps(), Clock()
+    turn(maps, clock, lambda: False, holder="run-a")  # try 1 claimed it, then failed before its end
+    clock.t += 5
+    assert turn(maps, clock, lambda: False, holder="run-a") == "first"  # try 2: no wait for itself
+    assert clock.sleeps == [] and maps.claim()["at"] == clock.t
 
 
 def test_a_wait_that_runs_out_takes_the_claim_over() -> None:
