@@ -2,6 +2,7 @@
 
     python benchmarks/scale.py --indexes 20000            # simulated nodes (scale mode)
     python benchmarks/scale.py --indexes 1000 --process   # real processes on the process node
+    python benchmarks/scale.py --indexes 20000 --deployed # under a real scheduler and triggerer
 
 Starts a local cluster (or uses ``--cluster-dir``) with one simulated node and the
 controller-manager's and scheduler's client QPS raised (``--qps``), writes a DAG with one
@@ -14,6 +15,11 @@ ConfigMaps, every index's result (``read_results``), and the peak RSS of the ``a
 process (the operator, its trigger and Airflow itself) with its RSS when the first Job was created
 (Airflow and the DAG alone: the difference is what the stage cost).
 
+``--deployed`` runs the DAG under a real Airflow deployment instead (PostgreSQL, api-server,
+scheduler with LocalExecutor, dag-processor, triggerer): the trigger waits in the triggerer, and
+the figures add the peak RSS of the triggerer's and the scheduler's process trees (the
+scheduler's holds the workers and task processes) over their RSS just before the run.
+
 Prints the figures as lines and, with ``--json``, as one JSON object. Simulated pods end after
 ``--seconds`` (0: one status write per pod); ``--process`` runs ``sh -c`` containers on the process
 node instead (each prints its termination message).
@@ -22,6 +28,7 @@ node instead (each prints its termination message).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -101,6 +108,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=0.0, help="how long a simulated pod runs")
     parser.add_argument("--qps", type=int, default=500, help="controller-manager and scheduler client QPS")
     parser.add_argument("--process", action="store_true", help="real processes on the process node")
+    parser.add_argument("--deployed", action="store_true", help="under a real scheduler and triggerer")
     parser.add_argument("--stream-logs", action="store_true", help="stream pod logs (default off at scale)")
     parser.add_argument("--cluster-dir", type=Path, help="use (or start) the cluster in this state directory")
     parser.add_argument("--keep", action="store_true", help="leave the cluster running")
@@ -208,6 +216,86 @@ def run_dags_test(
     return os.waitstatus_to_exitcode(status), time.monotonic() - started, usage.ru_maxrss, at_submit, out_path
 
 
+def run_in_dags_test(env: dict[str, str], home: Path, args: argparse.Namespace) -> dict[str, Any]:
+    subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=env, cwd=home,
+                   check=True, capture_output=True, timeout=600)  # fmt: skip
+    code, wall, peak_kib, submit_kib, out_path = run_dags_test(env, home, args.timeout)
+    output = out_path.read_text(errors="replace")
+    return {
+        "mode": "process node" if args.process else "simulated node",
+        "succeeded": code == 0,
+        "dags_test_exit_code": code,
+        "dags_test_seconds": round(wall, 1),
+        "peak_rss_mib": round(peak_kib / 1024, 1),
+        "rss_at_submit_mib": None if submit_kib is None else round(submit_kib / 1024, 1),
+        "progress_lines": len(progress_lines(output)),
+        "last_progress": (progress_lines(output) or [""])[-1],
+        "output": str(out_path),
+        "run_id": run_id_of(output),
+        "log_text": output,
+    }
+
+
+def run_deployed(cluster: DevCluster, workdir: Path, dags: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The DAG run under a real deployment; the triggerer's and the scheduler's process trees
+    sampled every second from just before the run to its end."""
+    from airflow_provider_kbatch.devcluster.airflowdeploy import AirflowDeployment
+    from benchmarks.harness import rss_mib
+
+    deployment = AirflowDeployment(home=workdir / "deployment", dags_folder=dags, extra_env=cluster.env())
+    deployment.start(timeout=600)
+    try:
+        deployment.wait_dag(DAG_ID, timeout=300)
+        deployment.unpause(DAG_ID)
+        pids = deployment.pids
+        before = {c: rss_mib(pids[c]) for c in ("triggerer", "scheduler")}
+        peak = dict(before)
+        run_id = f"manual__scale_{os.getpid()}"
+        started = time.monotonic()
+        deployment.trigger(DAG_ID, run_id)
+        state = "running"
+        while time.monotonic() - started < args.timeout:
+            for c in peak:
+                peak[c] = max(peak[c], rss_mib(pids[c]))
+            run = next((r for r in deployment.runs(DAG_ID) if r.run_id == run_id), None)
+            if run is not None and run.finished:
+                state = str(run.state)
+                break
+            time.sleep(1)
+        seconds = time.monotonic() - started
+        logs = deployment.task_logs(DAG_ID, run_id)
+    finally:
+        deployment.stop()
+    text = _log_text(logs)
+    return {
+        "mode": ("process node" if args.process else "simulated node") + ", deployed",
+        "succeeded": state == "success",
+        "run_id": run_id,
+        "run_state": state,
+        "run_seconds": round(seconds, 1),
+        "triggerer_rss_before_mib": round(before["triggerer"], 1),
+        "triggerer_rss_peak_mib": round(peak["triggerer"], 1),
+        "scheduler_rss_before_mib": round(before["scheduler"], 1),
+        "scheduler_rss_peak_mib": round(peak["scheduler"], 1),
+        "progress_lines": len(progress_lines(text)),
+        "last_progress": (progress_lines(text) or [""])[-1],
+        "output": str(deployment.log_dir),
+        "log_text": text,
+    }
+
+
+def _log_text(logs: str) -> str:
+    """The deployment's JSON task-log lines as ``dags test`` prints them (``<time> [info] <event>``),
+    so one parser reads both."""
+    lines = []
+    for line in logs.splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError, KeyError):
+                entry = json.loads(line)
+                lines.append(f"{entry['timestamp']} [{entry.get('level', 'info')}] {entry['event']}")
+    return "\n".join(lines)
+
+
 def _stamp(text: str | None) -> float | None:
     if not text:
         return None
@@ -239,7 +327,7 @@ def operator_timings(output: str) -> dict[str, dict[str, Any]]:
     for stamp, name in re.findall(r"^(\S+) \[info\s*\] created job [^/\s]+/(\S+)", output, re.MULTILINE):
         out.setdefault(name, {})["created"] = _stamp(stamp)
     for stamp, name, line in re.findall(
-        r"^(\S+) \[info\s*\] job (\S+): (indexes \d+/\d+ done[^\[]*)", output, re.MULTILINE
+        r"^(\S+) \[info\s*\] job (\S+): (indexes \d+/\d+ done[^\[\n]*)", output, re.MULTILINE
     ):
         if name in out:
             out[name]["last"] = _stamp(stamp)
@@ -327,41 +415,39 @@ def main(argv: list[str] | None = None) -> int:
         (home / "dags").mkdir(parents=True)
         write_dag(home / "dags", args, namespace, failing)
         env = airflow_env(home, cluster)
-        subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=env, cwd=home,
-                       check=True, capture_output=True, timeout=600)  # fmt: skip
-        code, wall, peak_kib, submit_kib, out_path = run_dags_test(env, home, args.timeout)
-        output = out_path.read_text(errors="replace")
-        figures: dict[str, Any] = {
-            "indexes": args.indexes,
-            "failing": len(failing),
-            "mode": "process node" if args.process else "simulated node",
-            "cluster_up_seconds": round(up_seconds, 1),
-            "dags_test_exit_code": code,
-            "dags_test_seconds": round(wall, 1),
-            "peak_rss_mib": round(peak_kib / 1024, 1),
-            "rss_at_submit_mib": None if submit_kib is None else round(submit_kib / 1024, 1),
-            "progress_lines": len(progress_lines(output)),
-            "last_progress": (progress_lines(output) or [""])[-1],
-            "output": str(out_path),
-        }
-        figures["operator_jobs"] = operator_timings(output)
-        figures.update(collect(cluster, namespace, run_id_of(output), args.indexes, failing))
+        if args.deployed:
+            figures = run_deployed(cluster, workdir, home / "dags", args)
+        else:
+            figures = run_in_dags_test(env, home, args)
+        figures = {"indexes": args.indexes, "failing": len(failing), **figures}
+        figures["cluster_up_seconds"] = round(up_seconds, 1)
+        figures["operator_jobs"] = operator_timings(figures.pop("log_text"))
+        figures.update(collect(cluster, namespace, figures["run_id"], args.indexes, failing))
     finally:
         if not args.keep and args.cluster_dir is None:
             cluster.down()
     if args.json:
         sys.stdout.write(json.dumps(figures) + "\n")
     report(figures)
-    ok = code == 0 and figures["results_wrong"] == 0 and len(figures["operator_jobs"]) == 2
+    ok = figures["succeeded"] and figures["results_wrong"] == 0 and len(figures["operator_jobs"]) == 2
     return 0 if ok else 1
 
 
 def report(f: dict[str, Any]) -> None:
     lines = [
-        f"kbatch scale: {f['indexes']:,} indexes on the {f['mode']}, {f['failing']} failing on the first try",
-        f"  airflow dags test: exit {f['dags_test_exit_code']}, {f['dags_test_seconds']:.0f} s, "
-        f"peak RSS {f['peak_rss_mib']:.0f} MiB ({f['rss_at_submit_mib']} MiB when the first Job was created)",
+        f"kbatch scale: {f['indexes']:,} indexes on the {f['mode']}, {f['failing']} failing on the first try"
     ]
+    if "dags_test_seconds" in f:
+        lines.append(
+            f"  airflow dags test: exit {f['dags_test_exit_code']}, {f['dags_test_seconds']:.0f} s, "
+            f"peak RSS {f['peak_rss_mib']:.0f} MiB ({f['rss_at_submit_mib']} MiB when the first Job was created)"
+        )
+    else:
+        lines.append(
+            f"  deployed run {f['run_id']}: {f['run_state']} in {f['run_seconds']:.0f} s; triggerer RSS "
+            f"{f['triggerer_rss_before_mib']:.0f} -> peak {f['triggerer_rss_peak_mib']:.0f} MiB; scheduler tree "
+            f"(workers, task processes) {f['scheduler_rss_before_mib']:.0f} -> peak {f['scheduler_rss_peak_mib']:.0f} MiB"
+        )
     for n, (name, t) in enumerate(f["operator_jobs"].items(), 1):
         lines.append(
             f"  try {n}: job {name}: created to last progress {t['seconds']} s: {t.get('last_line', '')}"
