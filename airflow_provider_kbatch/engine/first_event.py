@@ -71,16 +71,11 @@ def _claim(
     }
 
 
-def _holder_of(config_map: dict[str, Any] | None) -> str | None:
+def _claim_of(config_map: dict[str, Any] | None) -> tuple[float, str] | None:
+    """When and by whom a claim ConfigMap was made; None if it holds no readable claim."""
     try:
-        return str(json.loads(((config_map or {}).get("data") or {})["claim"])["holder"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _claimed_at(config_map: dict[str, Any] | None) -> float | None:
-    try:
-        return float(json.loads(((config_map or {}).get("data") or {})["claim"])["at"])
+        claim = json.loads(((config_map or {}).get("data") or {})["claim"])
+        return float(claim["at"]), str(claim["holder"])
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -151,9 +146,9 @@ def _make_claim(
             return None
         except AlreadyExists:
             current = hook.get_config_map(namespace, name)
-    claimed_at = _claimed_at(current)
-    if claimed_at is not None and at - claimed_at < window and _holder_of(current) != holder:
-        return claimed_at
+    claim = _claim_of(current)
+    if claim is not None and at - claim[0] < window and claim[1] != holder:
+        return claim[0]
     # stale, unreadable, or this task instance's own (an earlier try that claimed it and failed
     # before its success): take it over; a concurrent taker's replace wins, this one waits
     version = ((current or {}).get("metadata") or {}).get("resourceVersion")
@@ -161,4 +156,5 @@ def _make_claim(
         hook.replace_config_map(namespace, _claim(name, dag_id, uri, holder, at, version))
         return None
     except Conflict:
-        return _claimed_at(hook.get_config_map(namespace, name)) or at
+        taken = _claim_of(hook.get_config_map(namespace, name))
+        return taken[0] if taken is not None else at

@@ -18,6 +18,7 @@ from typing import Any
 from airflow.sdk import Asset, AssetAlias
 
 from airflow_provider_kbatch.engine import first_event
+from airflow_provider_kbatch.spec.names import JobIdentity
 
 
 def output_uri(namespace: str, dag_id: str, output: str) -> str:
@@ -62,18 +63,13 @@ def asset_known(uri: str) -> bool | None:
     return bool(getattr(events, "asset_events", None))
 
 
-def _holder(context: Any) -> str:
-    ti = context.get("ti")
-    if ti is None:
-        return "unknown"
-    return f"{ti.dag_id}/{ti.run_id}/{ti.task_id}[{getattr(ti, 'map_index', -1)}]"
-
-
 def emit_output_event(
-    context: Any, namespace: str, dag_id: str, recorded: Any, *, hook: Any, log: Any
+    context: Any, namespace: str, identity: JobIdentity, recorded: Any, *, hook: Any, log: Any
 ) -> None:
-    """Attach the recorded output (a ledger ``StageOutput``) to the task's asset event; the first
-    event of a new alias-attached Asset waits its turn (see the module)."""
+    """Attach the recorded output (a ledger ``StageOutput``) of the task instance ``identity`` to
+    its asset event; the first event of a new alias-attached Asset waits its turn (see the
+    module)."""
+    dag_id = identity.dag_id
     events = context.get("outlet_events")
     task = context.get("task")
     if events is None or task is None:
@@ -94,7 +90,7 @@ def emit_output_event(
                 dag_id=dag_id,
                 output=recorded.name,
                 uri=uri,
-                holder=_holder(context),
+                holder=f"{dag_id}/{identity.run_id}/{identity.task_id}[{identity.map_index}]",
                 known=lambda: asset_known(uri),
                 log=log,
             )

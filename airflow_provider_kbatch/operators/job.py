@@ -653,7 +653,7 @@ class KbatchJobOperator(KbatchConnected, BaseOperator):
             recorded.records,
             recorded.contract,
         )
-        emit_output_event(context, namespace, identity.dag_id, recorded, hook=self.hook, log=self.log)
+        emit_output_event(context, namespace, identity, recorded, hook=self.hook, log=self.log)
 
     # ---------------------------------------------------------------- execution
     # ---------------------------------------------------------------- traces (glue/tracing.py)

@@ -143,7 +143,7 @@ def cache_hit(
             return None
         recorded = memo.record_hit(op.hook, namespace, identity, entry, spec_hash=digest, log=op.log)
     if recorded is not None:
-        emit_output_event(context, namespace, identity.dag_id, recorded, hook=op.hook, log=op.log)
+        emit_output_event(context, namespace, identity, recorded, hook=op.hook, log=op.log)
     every = IndexSet.full(entry.completions)
     return {
         "name": None,
